@@ -1,0 +1,3 @@
+from stream_dec.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""Reading embedding files: ``.npz``, ``.npy`` and CSV.
+
+Every loader returns a :class:`Dataset` (a contiguous float32 matrix and optional integer
+labels) or raises :class:`~stream_dec.errors.DataError` naming the file, the row and
+the problem. Supported layouts:
+
+- ``.npz`` with an array ``X`` (n x D) and, optionally, ``y`` (n labels);
+- ``.npy`` holding the n x D matrix alone;
+- ``.csv`` with a header row, one row per sample, in the layout of the original
+  notebooks (``train_embed_label.csv``): the embedding either as numeric columns or as
+  one column holding a JSON list, plus an optional ``label`` column. A leading unnamed
+  column (a pandas index) is ignored.
+
+Examples
+--------
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "train_embed_label.csv")
+>>> _ = open(path, "w").write('embedding,label\\n"[0.1, 0.2]",3\\n"[0.3, 0.4]",5\\n')
+>>> data = load_dataset(path)
+>>> data.X.shape, data.X.dtype.name, data.y.tolist()
+((2, 2), 'float32', [3, 5])
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from stream_dec.errors import DataError
+
+LABEL_COLUMN = "label"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Embeddings read from a file.
+
+    Attributes
+    ----------
+    X
+        float32 array of shape (n, D), C-contiguous, all finite.
+    y
+        int64 array of shape (n,) with the true labels, or ``None``.
+    path
+        The file it came from.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    path: Path
+
+    @property
+    def dim(self) -> int:
+        """Width D of each embedding."""
+        return int(self.X.shape[1])
+
+    @property
+    def n_classes(self) -> int | None:
+        """Number of distinct labels, or ``None`` without labels."""
+        return None if self.y is None else int(np.unique(self.y).size)
+
+
+def load_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
+    """Read an embedding file, choosing the loader by its extension.
+
+    Raises :class:`DataError` for a missing, empty, ragged or non-finite file, a
+    non-numeric dtype, or (with ``require_labels``) a file without labels.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        X, y = _read_npz(path)
+        row_name = _array_row
+    elif suffix == ".npy":
+        X, y = _read_npy(path), None
+        row_name = _array_row
+    elif suffix == ".csv":
+        X, y = _read_csv(path)
+        row_name = _csv_row
+    else:
+        raise DataError(f"{path}: unsupported file type '{suffix}' (expected .npz, .npy or .csv)")
+    data = Dataset(X=_checked_matrix(path, X, row_name), y=None if y is None else _checked_labels(path, y, len(X)), path=path)
+    if require_labels and data.y is None:
+        raise DataError(f"{path}: labels are required but the file has none (no 'y' array or '{LABEL_COLUMN}' column)")
+    return data
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            if "X" not in archive.files:
+                raise DataError(f"{path}: no array 'X' in the archive (found: {', '.join(archive.files) or 'nothing'})")
+            X = archive["X"]
+            y = archive["y"] if "y" in archive.files else None
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
+    return X, y
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path}: empty file (no header row)")
+        rows = list(reader)
+    if not rows:
+        raise DataError(f"{path}: no data rows after the header")
+    skip = {0} if header[0].strip() == "" else set()  # pandas index column
+    label_at = header.index(LABEL_COLUMN) if LABEL_COLUMN in header else None
+    feature_at = [i for i in range(len(header)) if i not in skip and i != label_at]
+    if not feature_at:
+        raise DataError(f"{path}: no embedding column")
+    json_column = len(feature_at) == 1 or rows[0][feature_at[0]].lstrip().startswith("[")
+    vectors, labels = [], []
+    for line, row in enumerate(rows, start=2):  # line 1 is the header, as in _csv_row
+        if len(row) != len(header):
+            raise DataError(f"{path}: row {line}: {len(row)} fields, the header has {len(header)}")
+        if json_column:
+            vectors.append(_json_vector(path, line, row[feature_at[0]]))
+        else:
+            vectors.append(_numeric_fields(path, line, [(header[i], row[i]) for i in feature_at]))
+        if label_at is not None:
+            labels.append(_integer_label(path, line, row[label_at]))
+    width = len(vectors[0])
+    for line, vector in enumerate(vectors, start=2):
+        if len(vector) != width:
+            raise DataError(f"{path}: row {line}: embedding has {len(vector)} values, row 2 has {width} (ragged rows)")
+    return np.asarray(vectors, dtype=np.float64), (np.asarray(labels, dtype=np.int64) if label_at is not None else None)
+
+
+def _json_vector(path: Path, line: int, cell: str) -> list[float]:
+    try:
+        value = orjson.loads(cell)
+    except orjson.JSONDecodeError:
+        raise DataError(f"{path}: row {line}: embedding cell is not a JSON list: {cell[:40]!r}") from None
+    if not isinstance(value, list) or not value:
+        raise DataError(f"{path}: row {line}: embedding must be a non-empty JSON list of numbers")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise DataError(f"{path}: row {line}: embedding holds a non-number")
+    return value
+
+
+def _numeric_fields(path: Path, line: int, cells: list[tuple[str, str]]) -> list[float]:
+    values = []
+    for name, cell in cells:
+        try:
+            values.append(float(cell))
+        except ValueError:
+            raise DataError(f"{path}: row {line}: column '{name}' is not a number: {cell[:40]!r}") from None
+    return values
+
+
+def _integer_label(path: Path, line: int, cell: str) -> int:
+    try:
+        return int(cell)
+    except ValueError:
+        raise DataError(f"{path}: row {line}: '{LABEL_COLUMN}' is not an integer: {cell[:40]!r}") from None
+
+
+def _array_row(index: int) -> str:
+    return f"row {index} (0-based)"
+
+
+def _csv_row(index: int) -> str:
+    return f"row {index + 2}"  # line 1 is the header
+
+
+def _checked_matrix(path: Path, X: np.ndarray, row_name) -> np.ndarray:
+    """Validate shape, dtype and finiteness; return a contiguous float32 copy."""
+    if X.dtype.kind not in "fiu":
+        raise DataError(f"{path}: embeddings have dtype {X.dtype}, expected a real numeric type")
+    if X.ndim != 2:
+        raise DataError(f"{path}: embeddings must be a 2-D matrix (rows x dims), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{path}: empty embedding matrix, shape {X.shape}")
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        row = row_name(int(np.flatnonzero(bad)[0]))
+        raise DataError(f"{path}: {row}: embedding holds NaN or Inf ({int(bad.sum())} bad rows in all)")
+    return X
+
+
+def _checked_labels(path: Path, y: np.ndarray, n: int) -> np.ndarray:
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{path}: labels have dtype {y.dtype}, expected integers")
+    if y.shape != (n,):
+        raise DataError(f"{path}: labels have shape {y.shape}, expected ({n},) to match the embeddings")
+    return y.astype(np.int64)

@@ -1,0 +1,245 @@
+"""Training DEC: autoencoder pretraining, KMeans initialisation, self-training.
+
+The three stages of the paper (Xie et al. 2016, section 3), each a function:
+
+1. :func:`pretrain_autoencoder`: denoising autoencoder on the reconstruction loss;
+2. :func:`initial_centres`: KMeans (``n_init`` restarts) on the latent codes;
+3. :func:`self_train`: minimise KL(P || Q) with the target P recomputed over the *whole*
+   window every ``update_interval`` iterations (as in the paper, not per mini-batch),
+   stopping when fewer than ``tol`` of the labels change between two target updates.
+
+:func:`fit_dec` runs all three. Every stage logs one line with its loss and, for
+self-training, the label-change rate; every random choice follows ``seed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
+
+from stream_dec.config import ModelConfig, TrainConfig
+from stream_dec.model.assignment import clustering_loss, target_distribution
+from stream_dec.model.dec import DEC, resolve_device
+
+log = logging.getLogger(__name__)
+
+ExtraLoss = Callable[[DEC, torch.Tensor], torch.Tensor]
+"""An extra term added to every self-training step: ``(model, batch_indices) -> loss``."""
+
+
+@dataclass(frozen=True)
+class SelfTrainReport:
+    """What self-training did.
+
+    Attributes
+    ----------
+    iterations, epochs
+        Optimiser steps taken and (fractional) passes over the window.
+    loss
+        Mean total loss over the last target interval.
+    label_change
+        Fraction of labels changed at the last target update.
+    converged
+        True if it stopped on ``tol`` rather than on ``max_epochs``.
+    """
+
+    iterations: int
+    epochs: float
+    loss: float
+    label_change: float
+    converged: bool
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """Summary of :func:`fit_dec`: losses and seconds per stage."""
+
+    pretrain_loss: float
+    kmeans_inertia: float
+    self_train: SelfTrainReport
+    seconds: dict[str, float]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch's global RNG (weight init) and return a CPU generator for batching."""
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def pretrain_autoencoder(
+    model: DEC,
+    X: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    noise: float,
+    generator: torch.Generator,
+) -> float:
+    """Train the autoencoder to rebuild ``X`` from inputs with ``noise`` of them dropped.
+
+    Returns the mean reconstruction loss (MSE) of the last epoch (``nan`` for 0 epochs).
+    """
+    autoencoder = model.autoencoder  # trained through model.encode: the decoder sees the latent geometry
+    optimiser = torch.optim.Adam(autoencoder.parameters(), lr=lr)
+    epoch_loss = float("nan")
+    autoencoder.train()
+    for epoch in range(epochs):
+        total = 0.0
+        for index in _batches(len(X), batch_size, generator, X.device):
+            batch = X[index]
+            corrupted = batch * _keep_mask(batch, noise, generator) if noise > 0 else batch
+            loss = F.mse_loss(autoencoder.decoder(model.encode(corrupted)), batch)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(index)
+        epoch_loss = total / len(X)
+        if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
+            log.info("pretrain epoch %d/%d reconstruction %.6f", epoch + 1, epochs, epoch_loss)
+    return epoch_loss
+
+
+def initial_centres(model: DEC, X: torch.Tensor, *, n_init: int, seed: int) -> float:
+    """Set the centres to KMeans centroids of the latent codes; return the inertia."""
+    codes = encode_all(model, X).cpu().numpy()
+    kmeans = KMeans(model.n_clusters, n_init=n_init, random_state=seed).fit(codes)
+    with torch.no_grad():
+        model.centres.copy_(model.project(torch.from_numpy(kmeans.cluster_centers_.astype(np.float32))))
+    log.info("kmeans init: %d centres, inertia %.4f, %d restarts", model.n_clusters, kmeans.inertia_, n_init)
+    return float(kmeans.inertia_)
+
+
+def self_train(
+    model: DEC,
+    X: torch.Tensor,
+    *,
+    lr: float,
+    batch_size: int,
+    update_interval: int,
+    tol: float,
+    max_epochs: float,
+    generator: torch.Generator,
+    reconstruction_weight: float = 0.0,
+    clip_norm: float | None = None,
+    extra_loss: ExtraLoss | None = None,
+    parameters: list[torch.nn.Parameter] | None = None,
+) -> SelfTrainReport:
+    """Minimise KL(P || Q) (+ ``reconstruction_weight`` * MSE + ``extra_loss``).
+
+    P is recomputed from the whole of ``X`` every ``update_interval`` steps. Training
+    stops when the fraction of changed labels between two target updates falls below
+    ``tol`` (after the first update), or after ``max_epochs`` passes over ``X``.
+    ``parameters`` defaults to all of the model's (encoder, centres, and the decoder
+    when the reconstruction term is on); ``clip_norm`` clips the gradient norm.
+    """
+    if parameters is None:
+        parameters = list(model.autoencoder.encoder.parameters()) + [model.centres]
+        if reconstruction_weight > 0:
+            parameters += list(model.autoencoder.decoder.parameters())
+    optimiser = torch.optim.Adam(parameters, lr=lr)
+    max_iterations = int(np.ceil(max_epochs * np.ceil(len(X) / batch_size)))
+    iteration, previous, change, interval_loss, interval_steps = 0, None, 1.0, 0.0, 0
+    converged = False
+    model.train()
+    while iteration < max_iterations and not converged:
+        for index in _batches(len(X), batch_size, generator, X.device):
+            if iteration % update_interval == 0:
+                target, labels = _target_and_labels(model, X)
+                if previous is not None:
+                    change = float((labels != previous).float().mean())
+                    log.info(
+                        "self-train iter %d epoch %.1f loss %.5f label change %.4f",
+                        iteration, iteration * batch_size / len(X),
+                        interval_loss / max(interval_steps, 1), change,
+                    )
+                    if change < tol:
+                        converged = True
+                        break
+                previous, interval_loss, interval_steps = labels, 0.0, 0
+            if iteration >= max_iterations:
+                break
+            batch = X[index]
+            z = model.encode(batch)
+            loss = clustering_loss(model.log_assign(z), target[index])
+            if reconstruction_weight > 0:
+                loss = loss + reconstruction_weight * F.mse_loss(model.autoencoder.decoder(z), batch)
+            if extra_loss is not None:
+                loss = loss + extra_loss(model, index)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+            optimiser.step()
+            interval_loss += loss.item()
+            interval_steps += 1
+            iteration += 1
+    model.eval()
+    return SelfTrainReport(
+        iterations=iteration,
+        epochs=iteration * batch_size / len(X),
+        loss=interval_loss / max(interval_steps, 1),
+        label_change=change,
+        converged=converged,
+    )
+
+
+def fit_dec(X: np.ndarray, model_config: ModelConfig, train_config: TrainConfig, n_clusters: int) -> tuple[DEC, TrainReport]:
+    """Train a DEC model on ``X`` (n, D) from scratch: pretrain, init, self-train."""
+    device = resolve_device(train_config.device)
+    generator = seed_everything(train_config.seed)
+    dims = (X.shape[1], *model_config.hidden_dims, model_config.latent_dim)
+    model = DEC(dims, n_clusters, alpha=model_config.alpha, latent_radius=model_config.latent_radius).to(device)
+    data = torch.as_tensor(X, dtype=torch.float32, device=device)
+    seconds = {}
+    started = time.perf_counter()
+    pretrain_loss = pretrain_autoencoder(
+        model, data, epochs=train_config.pretrain_epochs, lr=train_config.pretrain_lr,
+        batch_size=train_config.batch_size, noise=train_config.noise, generator=generator,
+    )
+    seconds["pretrain"] = time.perf_counter() - started
+    started = time.perf_counter()
+    inertia = initial_centres(model, data, n_init=train_config.n_init, seed=train_config.seed)
+    seconds["kmeans"] = time.perf_counter() - started
+    started = time.perf_counter()
+    report = self_train(
+        model, data, lr=train_config.lr, batch_size=train_config.batch_size,
+        update_interval=train_config.update_interval, tol=train_config.tol,
+        max_epochs=train_config.max_epochs, generator=generator,
+        reconstruction_weight=train_config.reconstruction_weight,
+    )
+    seconds["self_train"] = time.perf_counter() - started
+    log.info("trained DEC %s K=%d in %.1fs", "-".join(map(str, dims)), n_clusters, sum(seconds.values()))
+    return model, TrainReport(pretrain_loss, inertia, report, seconds)
+
+
+@torch.inference_mode()
+def encode_all(model: DEC, X: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    """Latent codes of every row of ``X``, in batches (n, d)."""
+    model.eval()
+    return torch.cat([model.encode(X[i : i + batch_size]) for i in range(0, len(X), batch_size)])
+
+
+@torch.inference_mode()
+def _target_and_labels(model: DEC, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    q = model.soft_assign(X)
+    return target_distribution(q), q.argmax(dim=1)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
+    """Shuffled index batches covering ``range(n)`` once."""
+    order = torch.randperm(n, generator=generator).to(device)
+    return order.split(batch_size)
+
+
+def _keep_mask(batch: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:
+    """Dropout-style corruption mask: zero a ``noise`` fraction, rescale the rest."""
+    keep = torch.rand(batch.shape, generator=generator) >= noise
+    return keep.to(batch.device, batch.dtype) / (1.0 - noise)

@@ -1,0 +1,46 @@
+"""Shared fixtures: paths to the real labelled data sets and small slices of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def wordnet_slice(classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``per_class`` real WordNet embeddings from each of the first ``classes`` classes."""
+    with np.load(DATA / "wordnet_nouns.npz") as archive:
+        X, y = archive["X"], archive["y"].astype(np.int64)
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False) for c in range(classes)])
+    rng.shuffle(rows)
+    return X[rows].astype(np.float32), y[rows]
+
+
+@pytest.fixture(scope="session")
+def wordnet_small() -> tuple[np.ndarray, np.ndarray]:
+    """600 real embeddings (384-d), 6 classes of 100."""
+    return wordnet_slice(classes=6, per_class=100)
+
+
+@pytest.fixture(scope="session")
+def wordnet_file(tmp_path_factory, wordnet_small) -> Path:
+    """The small slice written as an .npz with X and y."""
+    path = tmp_path_factory.mktemp("data") / "wordnet_small.npz"
+    np.savez(path, X=wordnet_small[0], y=wordnet_small[1])
+    return path
+
+
+@pytest.fixture(scope="session")
+def fast_config(tmp_path_factory) -> Path:
+    """A config that trains in seconds on the small slice."""
+    path = tmp_path_factory.mktemp("config") / "fast.toml"
+    path.write_text(
+        "[model]\nhidden_dims = [64]\nlatent_dim = 10\n\n"
+        "[train]\npretrain_epochs = 15\nmax_epochs = 3\nn_init = 3\nbatch_size = 64\ndevice = \"cpu\"\n"
+    )
+    return path

@@ -1,0 +1,57 @@
+import dataclasses
+import tomllib
+import typing
+
+import pytest
+
+from stream_dec.config import Config, config_from_mapping, load_config
+from stream_dec.errors import ConfigError
+from tests.conftest import ROOT
+
+
+def test_default_toml_matches_the_dataclass_defaults():
+    assert load_config(ROOT / "config" / "default.toml") == Config()
+
+
+def test_default_toml_documents_every_key():
+    with (ROOT / "config" / "default.toml").open("rb") as fh:
+        data = tomllib.load(fh)
+    for name, section in typing.get_type_hints(Config).items():
+        assert set(data[name]) == {f.name for f in dataclasses.fields(section)}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"model": {"latnt_dim": 3}}, "unknown key 'model.latnt_dim'"),
+        ({"modle": {}}, "unknown key 'modle'"),
+        ({"model": {"latent_dim": "32"}}, "'model.latent_dim' must be an integer, got '32'"),
+        ({"model": {"latent_dim": True}}, "'model.latent_dim' must be an integer"),
+        ({"model": {"hidden_dims": 256}}, "'model.hidden_dims' must be a list"),
+        ({"model": {"clusters": 1}}, "'model.clusters' must be >= 2, got 1"),
+        ({"train": {"noise": -0.1}}, r"'train.noise' must be in \[0, 1\)"),
+        ({"train": {"device": "tpu"}}, "'train.device' must be one of 'auto', 'cpu', 'cuda'"),
+        ({"train": 3}, "'train' must be a table"),
+    ],
+)
+def test_invalid_values_name_source_and_key(data, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        config_from_mapping(data, source="my.toml")
+    assert str(info.value).startswith("my.toml: ")
+
+
+def test_integers_are_accepted_for_floats():
+    assert config_from_mapping({"train": {"lr": 1}}, source="x").train.lr == 1.0
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.toml")
+    (tmp_path / "bad.toml").write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_file_is_valid(path):
+    load_config(path)

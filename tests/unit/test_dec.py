@@ -1,0 +1,34 @@
+import torch
+
+from stream_dec.model import DEC, ModelVersion
+from stream_dec.model.assignment import soft_assignment
+
+
+def test_spherical_geometry_normalises_codes_and_scales_distances():
+    torch.manual_seed(0)
+    model = DEC((6, 4, 3), n_clusters=2, alpha=50.0, latent_radius=7.0)
+    with torch.no_grad():
+        model.centres.copy_(torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, -3.0]]))
+    x = torch.randn(5, 6)
+    z = model.encode(x)
+    assert torch.allclose(z.norm(dim=1), torch.ones(5))
+    assert torch.allclose(model.cluster_centres().norm(dim=1), torch.ones(2))
+    expected = soft_assignment(7.0 * z, 7.0 * model.cluster_centres(), alpha=50.0)
+    assert torch.allclose(model(x), expected)
+
+
+def test_radius_zero_is_the_papers_geometry():
+    torch.manual_seed(0)
+    model = DEC((6, 3), n_clusters=2, alpha=1.0)
+    x = torch.randn(4, 6)
+    assert torch.allclose(model.encode(x), model.autoencoder.encode(x))
+    assert torch.allclose(model(x), soft_assignment(model.autoencoder.encode(x), model.centres, 1.0))
+
+
+def test_checkpoint_keeps_the_geometry(tmp_path):
+    model = DEC((6, 3), n_clusters=2, alpha=50.0, latent_radius=7.0)
+    ModelVersion.from_model(model, version=1).save(tmp_path)
+    loaded = ModelVersion.load(tmp_path).to_model()
+    assert (loaded.alpha, loaded.latent_radius) == (50.0, 7.0)
+    x = torch.randn(3, 6)
+    assert torch.equal(loaded(x), model.eval()(x))
