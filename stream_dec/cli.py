@@ -19,7 +19,9 @@ import numpy as np
 import orjson
 
 from stream_dec import __version__
-from stream_dec.config import load_config
+from stream_dec.config import STRATEGIES, load_config
+from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual.scenarios import SCENARIOS
 from stream_dec.errors import DataError, StreamDecError
 from stream_dec.io import Dataset, load_dataset
 from stream_dec.model import ModelVersion, fit_dec, resolve_device
@@ -58,7 +60,45 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where to write the cluster ids (default: labels.npy)")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     predict.set_defaults(handler=run_predict)
+
+    update = commands.add_parser("update", help="apply one continual update to a model",
+                                 description="Apply an update strategy to MODEL_DIR on a window of samples and "
+                                             "write version = old + 1 to NEW_MODEL_DIR. Prints the report as one "
+                                             "JSON line. An update that permutes cluster ids or breaks the limits "
+                                             "in [update] is not written (exit 1) unless --force is given.")
+    update.add_argument("--model", required=True, type=Path, metavar="MODEL_DIR")
+    update.add_argument("--data", required=True, type=Path, metavar="WINDOW_FILE",
+                        help="the new window (.npz may carry a boolean 'retained' array)")
+    update.add_argument("--strategy", required=True, choices=STRATEGIES)
+    update.add_argument("--out", required=True, type=Path, metavar="NEW_MODEL_DIR")
+    update.add_argument("--config", type=Path, help="TOML config ([update] section)")
+    update.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    update.add_argument("--force", action="store_true", help="write the new version even if it fails the limits")
+    update.set_defaults(handler=run_update)
+
+    evaluate = commands.add_parser("evaluate", help="run the continual-update experiment",
+                                   description="Train DEC on a window, then repeatedly replace half of it with "
+                                               "unseen samples and apply each strategy; write results.json, "
+                                               "results.md and PNG plots to DIR and print the table.")
+    evaluate.add_argument("--data", required=True, type=Path, help="labelled embeddings (.npz with y, or .csv with label)")
+    evaluate.add_argument("--scenario", required=True, choices=SCENARIOS)
+    evaluate.add_argument("--strategies", required=True, type=_strategy_list, metavar="LIST",
+                          help=f"comma-separated, from: {','.join(STRATEGIES)}")
+    evaluate.add_argument("--out", required=True, type=Path, metavar="DIR")
+    evaluate.add_argument("--steps", type=int, default=3, metavar="T", help="update steps (default: 3)")
+    evaluate.add_argument("--window", type=int, default=5000, metavar="N", help="window size (default: 5000)")
+    evaluate.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
+    evaluate.add_argument("--config", type=Path, help="TOML config")
+    evaluate.set_defaults(handler=run_evaluate)
     return parser
+
+
+def _strategy_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in STRATEGIES]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"unknown strategies {unknown} (choose from {', '.join(STRATEGIES)})")
+    return list(dict.fromkeys(names))
 
 
 def run_train(args: argparse.Namespace) -> dict:
@@ -93,6 +133,43 @@ def run_predict(args: argparse.Namespace) -> dict:
     return result
 
 
+def run_update(args: argparse.Namespace) -> dict:
+    config = load_config(args.config)
+    current = ModelVersion.load(args.model)
+    data = load_dataset(args.data)
+    _check_width(current, data)
+    strategy = make_strategy(args.strategy, config, seed=args.seed)
+    update = apply_strategy(strategy, current, Window.of(data.X, data.retained), limits_of(config))
+    written = update.report.accepted or args.force
+    if written:
+        update.to_version().save(args.out)
+    result = {"out": str(args.out) if written else None, "version": current.header.version + 1,
+              "parent": current.header.version, **update.report.as_dict()}
+    if not written:
+        raise UpdateRejected(result)
+    return result
+
+
+def run_evaluate(args: argparse.Namespace) -> dict:
+    from stream_dec.continual.evaluate import evaluate, markdown_table  # matplotlib only when needed
+    from stream_dec.continual.plots import plot_steps
+
+    config = load_config(args.config)
+    data = load_dataset(args.data, require_labels=True)
+    try:
+        results = evaluate(data.X, data.y, strategies=args.strategies, config=config, scenario=args.scenario,
+                           window=args.window, steps=args.steps, seed=args.seed)
+    except ValueError as exc:  # the data cannot supply the requested windows
+        raise DataError(f"{data.path}: {exc}") from None
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(results)
+    (args.out / "results.json").write_bytes(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
+    (args.out / "results.md").write_text(table + "\n")
+    plots = plot_steps(results, args.out)
+    print(table, file=sys.stderr)
+    return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
+
+
 def _check_width(version: ModelVersion, data: Dataset) -> None:
     if data.dim != version.header.dims[0]:
         raise DataError(f"{data.path}: embeddings have {data.dim} dims, the model expects {version.header.dims[0]}")
@@ -105,8 +182,24 @@ def _scores(model, data: Dataset) -> dict[str, float]:
     return clustering_scores(data.y, labels)
 
 
+class UpdateRejected(Exception):
+    """An update failed its limits and was not written; carries the report."""
+
+    def __init__(self, result: dict) -> None:
+        super().__init__("; ".join(result["violations"]))
+        self.result = result
+
+
+def _print_json(result: dict) -> None:
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``stream-dec`` console script; returns the exit status."""
+    """Entry point of the ``stream-dec`` console script; returns the exit status.
+
+    0: done; 1: an update was rejected by its limits (report printed); 2: an expected
+    error (one line on stderr).
+    """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -115,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamDecError as exc:
         print(f"stream-dec: error: {exc}", file=sys.stderr)
         return 2
+    except UpdateRejected as rejected:
+        _print_json(rejected.result)
+        print(f"stream-dec: update rejected, nothing written: {rejected}", file=sys.stderr)
+        return 1
     if result is not None:
-        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode() + "\n")
+        _print_json(result)
     return 0

@@ -123,12 +123,140 @@ class TrainConfig:
         require(self.reconstruction_weight >= 0, "reconstruction_weight", ">= 0", self.reconstruction_weight)
 
 
+STRATEGIES = ("translate", "refit", "ewc", "retrain", "frozen")
+Strategy = Literal["translate", "refit", "ewc", "retrain", "frozen"]
+
+
+@dataclass(frozen=True)
+class TranslateConfig:
+    """Centre translation: KMeans on the window, Hungarian match, move ``ratio`` of the way.
+
+    Parameters
+    ----------
+    ratio
+        Fraction of the way each old centre moves toward its matched new centroid.
+    n_init
+        KMeans restarts on the window's latent codes.
+    """
+
+    ratio: float = 0.1
+    n_init: int = 3
+
+    def __post_init__(self) -> None:
+        require(0 <= self.ratio <= 1, "ratio", "in [0, 1]", self.ratio)
+        require(self.n_init >= 1, "n_init", ">= 1", self.n_init)
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """The short self-training run shared by ``refit`` and ``ewc``.
+
+    Parameters
+    ----------
+    epochs
+        Passes over the window (may be fractional).
+    lr
+        Adam learning rate for encoder and centres.
+    clip_norm
+        Gradient-norm clipping threshold.
+    batch_size, update_interval
+        As in ``[train]``: mini-batch size and iterations between target updates.
+    reconstruction_weight
+        IDEC reconstruction term during the fine-tune.
+    """
+
+    epochs: float = 2.0
+    lr: float = 1e-4
+    clip_norm: float = 1.0
+    batch_size: int = 256
+    update_interval: int = 50
+    reconstruction_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        require(self.epochs > 0, "epochs", "> 0", self.epochs)
+        require(self.lr > 0, "lr", "> 0", self.lr)
+        require(self.clip_norm > 0, "clip_norm", "> 0", self.clip_norm)
+        require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)
+        require(self.update_interval >= 1, "update_interval", ">= 1", self.update_interval)
+        require(self.reconstruction_weight >= 0, "reconstruction_weight", ">= 0", self.reconstruction_weight)
+
+
+@dataclass(frozen=True)
+class RefitConfig:
+    """``refit``: fine-tune with an L2 anchor to the previous version's parameters.
+
+    Parameters
+    ----------
+    anchor
+        Weight of ``sum_i (theta_i - theta_prev_i)^2``.
+    """
+
+    anchor: float = 10.0
+
+    def __post_init__(self) -> None:
+        require(self.anchor >= 0, "anchor", ">= 0", self.anchor)
+
+
+@dataclass(frozen=True)
+class EwcConfig:
+    """``ewc``: fine-tune with the (online) elastic weight consolidation penalty.
+
+    Parameters
+    ----------
+    lam
+        Weight of ``sum_i F_i (theta_i - theta_prev_i)^2``; F is normalised to mean 1,
+        so ``lam`` is in the same units as refit's ``anchor``.
+    gamma
+        Online EWC decay: F_t = gamma * F_(t-1) + F(window t).
+    fisher_batch
+        Mini-batch size for the Fisher estimate (mean of squared mini-batch gradients).
+    """
+
+    lam: float = 100.0
+    gamma: float = 0.9
+    fisher_batch: int = 32
+
+    def __post_init__(self) -> None:
+        require(self.lam >= 0, "lam", ">= 0", self.lam)
+        require(0 <= self.gamma <= 1, "gamma", "in [0, 1]", self.gamma)
+        require(self.fisher_batch >= 1, "fisher_batch", ">= 1", self.fisher_batch)
+
+
+@dataclass(frozen=True)
+class UpdateConfig:
+    """Continual updates: which strategy, its settings, and the safety limits.
+
+    Parameters
+    ----------
+    strategy
+        One of ``translate``, ``refit``, ``ewc``, ``retrain`` (baseline), ``frozen``.
+    max_drift
+        Largest allowed relative centre drift (moved distance / median gap between
+        neighbouring centres).
+    min_agreement
+        Smallest allowed fraction of retained samples that keep their cluster id.
+    """
+
+    strategy: Strategy = "translate"
+    max_drift: float = 0.10
+    min_agreement: float = 0.98
+    translate: TranslateConfig = field(default_factory=TranslateConfig)
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    refit: RefitConfig = field(default_factory=RefitConfig)
+    ewc: EwcConfig = field(default_factory=EwcConfig)
+
+    def __post_init__(self) -> None:
+        require(self.max_drift >= 0, "max_drift", ">= 0", self.max_drift)
+        require(0 <= self.min_agreement <= 1, "min_agreement", "in [0, 1]", self.min_agreement)
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per concern."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
 
 def load_config(path: str | Path | None) -> Config:

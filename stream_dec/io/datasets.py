@@ -4,7 +4,8 @@ Every loader returns a :class:`Dataset` (a contiguous float32 matrix and optiona
 labels) or raises :class:`~stream_dec.errors.DataError` naming the file, the row and
 the problem. Supported layouts:
 
-- ``.npz`` with an array ``X`` (n x D) and, optionally, ``y`` (n labels);
+- ``.npz`` with an array ``X`` (n x D) and, optionally, ``y`` (n labels) and
+  ``retained`` (n booleans: rows kept from the previous update window);
 - ``.npy`` holding the n x D matrix alone;
 - ``.csv`` with a header row, one row per sample, in the layout of the original
   notebooks (``train_embed_label.csv``): the embedding either as numeric columns or as
@@ -46,6 +47,9 @@ class Dataset:
         float32 array of shape (n, D), C-contiguous, all finite.
     y
         int64 array of shape (n,) with the true labels, or ``None``.
+    retained
+        bool array of shape (n,) marking rows that were in the previous update window,
+        or ``None`` (only ``.npz`` files carry it).
     path
         The file it came from.
     """
@@ -53,6 +57,7 @@ class Dataset:
     X: np.ndarray
     y: np.ndarray | None
     path: Path
+    retained: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -75,8 +80,9 @@ def load_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    retained = None
     if suffix == ".npz":
-        X, y = _read_npz(path)
+        X, y, retained = _read_npz(path)
         row_name = _array_row
     elif suffix == ".npy":
         X, y = _read_npy(path), None
@@ -86,22 +92,28 @@ def load_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
         row_name = _csv_row
     else:
         raise DataError(f"{path}: unsupported file type '{suffix}' (expected .npz, .npy or .csv)")
-    data = Dataset(X=_checked_matrix(path, X, row_name), y=None if y is None else _checked_labels(path, y, len(X)), path=path)
+    data = Dataset(
+        X=_checked_matrix(path, X, row_name),
+        y=None if y is None else _checked_labels(path, y, len(X)),
+        path=path,
+        retained=None if retained is None else _checked_mask(path, retained, len(X)),
+    )
     if require_labels and data.y is None:
         raise DataError(f"{path}: labels are required but the file has none (no 'y' array or '{LABEL_COLUMN}' column)")
     return data
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "X" not in archive.files:
                 raise DataError(f"{path}: no array 'X' in the archive (found: {', '.join(archive.files) or 'nothing'})")
             X = archive["X"]
             y = archive["y"] if "y" in archive.files else None
+            retained = archive["retained"] if "retained" in archive.files else None
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
-    return X, y
+    return X, y, retained
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -202,3 +214,9 @@ def _checked_labels(path: Path, y: np.ndarray, n: int) -> np.ndarray:
     if y.shape != (n,):
         raise DataError(f"{path}: labels have shape {y.shape}, expected ({n},) to match the embeddings")
     return y.astype(np.int64)
+
+
+def _checked_mask(path: Path, mask: np.ndarray, n: int) -> np.ndarray:
+    if mask.dtype != np.bool_ or mask.shape != (n,):
+        raise DataError(f"{path}: 'retained' must be {n} booleans, got dtype {mask.dtype} shape {mask.shape}")
+    return mask

@@ -174,6 +174,11 @@ class ModelVersion:
             raise CheckpointError(f"{directory}: not a model directory (missing {Path(exc.filename).name})") from None
         return cls.from_bytes(header_json, payload, source=str(directory))
 
+    @property
+    def auxiliary_tensors(self) -> dict[str, torch.Tensor]:
+        """All auxiliary tensors under their full names (``"fisher.centres"``, ...)."""
+        return {name: t for name, t in self.tensors.items() if name.startswith(AUXILIARY_PREFIXES)}
+
     def auxiliary(self, prefix: str) -> dict[str, torch.Tensor]:
         """Auxiliary tensors under ``prefix`` (e.g. ``"fisher."``), keyed by parameter name."""
         return {name[len(prefix):]: t for name, t in self.tensors.items() if name.startswith(prefix)}
@@ -182,7 +187,7 @@ class ModelVersion:
         """Build the DEC network this version describes, on ``device``, in eval mode."""
         model = DEC(self.header.dims, self.header.n_clusters, alpha=self.header.alpha,
                     latent_radius=self.header.latent_radius)
-        state = {k: v for k, v in self.tensors.items() if not k.startswith(AUXILIARY_PREFIXES)}
+        state = {k: v for k, v in self.tensors.items() if k not in self.auxiliary_tensors}
         model.load_state_dict(state)
         return model.to(device).eval()
 

@@ -67,3 +67,56 @@ def test_console_script_runs_as_a_process(tmp_path):
                              "--out", str(tmp_path / "m")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip() == f"stream-dec: error: {tmp_path / 'absent.npz'}: no such file"
+
+
+@pytest.fixture(scope="module")
+def window_file(tmp_path_factory):
+    """Half of the training slice (retained) plus 300 unseen samples of the same classes."""
+    from tests.conftest import wordnet_slice
+
+    old, _ = wordnet_slice(classes=6, per_class=100)
+    new, _ = wordnet_slice(classes=6, per_class=150, seed=9)
+    X = np.concatenate([old[:300], new[:300]])
+    path = tmp_path_factory.mktemp("window") / "window.npz"
+    np.savez(path, X=X, retained=np.arange(600) < 300)
+    return path
+
+
+def test_update_writes_the_next_version(capsys, trained, window_file, tmp_path):
+    status, stdout, _ = run(capsys, "update", "--model", str(trained), "--data", str(window_file),
+                            "--strategy", "translate", "--out", str(tmp_path / "v2"))
+    report = json.loads(stdout)
+    assert status == 0 and report["accepted"] and report["version"] == 2 and report["parent"] == 1
+    header = json.loads((tmp_path / "v2" / "model.json").read_text())
+    assert (header["version"], header["parent"], header["strategy"]) == (2, 1, "translate")
+    assert header["metrics"]["agreement"] == pytest.approx(report["agreement"])
+
+
+def test_rejected_update_is_reported_and_not_written(capsys, trained, window_file, tmp_path):
+    config = tmp_path / "strict.toml"
+    config.write_text("[update]\nmax_drift = 0.0\n\n[update.translate]\nratio = 1.0\n")
+    status, stdout, err = run(capsys, "update", "--model", str(trained), "--data", str(window_file),
+                              "--strategy", "translate", "--out", str(tmp_path / "v2"), "--config", str(config))
+    assert status == 1 and not json.loads(stdout)["accepted"] and "relative drift" in err
+    assert not (tmp_path / "v2").exists()
+    status, _, _ = run(capsys, "update", "--model", str(trained), "--data", str(window_file), "--strategy",
+                       "translate", "--out", str(tmp_path / "v2"), "--config", str(config), "--force")
+    assert status == 0 and (tmp_path / "v2" / "model.json").exists()
+
+
+def test_evaluate_writes_results_table_and_plots(capsys, fast_config, tmp_path):
+    from tests.conftest import wordnet_slice
+
+    X, y = wordnet_slice(classes=6, per_class=150, seed=4)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    status, stdout, err = run(capsys, "--log-level", "WARNING", "evaluate", "--data", str(tmp_path / "d.npz"),
+                              "--scenario", "shift", "--strategies", "frozen,translate,ewc", "--out",
+                              str(tmp_path / "out"), "--steps", "2", "--window", "300", "--config", str(fast_config))
+    assert status == 0, err
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert {(r["step"], r["strategy"]) for r in rows} >= {(0, "initial"), (2, "ewc"), (2, "minibatch-kmeans")}
+    frozen = [r for r in rows if r["strategy"] == "frozen"]
+    assert all(r["agreement"] == 1.0 and r["drift_max"] == 0.0 for r in frozen)
+    assert "| shift | 2 | translate |" in (tmp_path / "out" / "results.md").read_text()
+    for name in ("accuracy.png", "agreement.png", "drift.png"):
+        assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"

@@ -16,8 +16,14 @@ def test_default_toml_matches_the_dataclass_defaults():
 def test_default_toml_documents_every_key():
     with (ROOT / "config" / "default.toml").open("rb") as fh:
         data = tomllib.load(fh)
-    for name, section in typing.get_type_hints(Config).items():
-        assert set(data[name]) == {f.name for f in dataclasses.fields(section)}
+    def check(table, cls):
+        hints = typing.get_type_hints(cls)
+        assert set(table) == {f.name for f in dataclasses.fields(cls)}
+        for key, value in table.items():
+            if dataclasses.is_dataclass(hints[key]):
+                check(value, hints[key])
+
+    check(data, Config)
 
 
 @pytest.mark.parametrize(

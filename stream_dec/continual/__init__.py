@@ -1,0 +1,39 @@
+"""Continual updates that keep cluster ids stable: one module per strategy, one interface.
+
+:func:`make_strategy` builds a strategy by name from the config; :func:`apply_strategy`
+runs it and checks the result (drift, agreement, id permutation) against the limits.
+"""
+
+from __future__ import annotations
+
+from stream_dec.config import Config
+from stream_dec.continual.base import Limits, Proposal, Strategy, Update, UpdateReport, Window, apply_strategy
+from stream_dec.continual.ewc import Ewc
+from stream_dec.continual.frozen import Frozen
+from stream_dec.continual.refit import Refit
+from stream_dec.continual.retrain import Retrain
+from stream_dec.continual.translate import Translate
+
+
+def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
+    """The strategy called ``name``, with its settings from ``config``."""
+    update, device = config.update, config.train.device
+    if name == "translate":
+        return Translate(update.translate, seed=seed)
+    if name == "refit":
+        return Refit(update.finetune, update.refit, seed=seed, device=device)
+    if name == "ewc":
+        return Ewc(update.finetune, update.ewc, seed=seed, device=device)
+    if name == "retrain":
+        return Retrain(config.train, seed=seed)
+    if name == "frozen":
+        return Frozen()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def limits_of(config: Config) -> Limits:
+    return Limits(max_drift=config.update.max_drift, min_agreement=config.update.min_agreement)
+
+
+__all__ = ["Limits", "Proposal", "Strategy", "Update", "UpdateReport", "Window", "apply_strategy",
+           "limits_of", "make_strategy"]

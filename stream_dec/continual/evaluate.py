@@ -1,0 +1,158 @@
+"""The continual-update experiment behind ``stream-dec evaluate``.
+
+Train DEC on the step-0 window, then at every step apply each strategy to the new
+window, each strategy continuing its own line of versions (a rejected update is still
+followed, so the experiment shows what the strategy does; the report says it was
+rejected). ``MiniBatchKMeans.partial_fit`` with ``reassignment_ratio=0`` runs beside
+them as a peer baseline. Per strategy and step it records ACC/NMI/ARI on the new
+window, label agreement on retained samples, ACC on the step-0 samples (forgetting),
+centre drift (mean, max, relative, per cluster), update seconds and the verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from sklearn.cluster import MiniBatchKMeans
+
+from stream_dec.config import Config
+from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual.scenarios import Scenario, scenario_windows
+from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.model.metrics import centre_drift, cluster_accuracy, clustering_scores, label_agreement
+
+log = logging.getLogger(__name__)
+
+MINIBATCH_KMEANS = "minibatch-kmeans"
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One strategy at one step (step 0 is the initial training)."""
+
+    scenario: str
+    step: int
+    strategy: str
+    acc: float
+    nmi: float
+    ari: float
+    agreement: float
+    acc_step0: float
+    drift_mean: float
+    drift_max: float
+    relative_drift_mean: float
+    relative_drift_max: float
+    seconds: float
+    accepted: bool
+    violations: tuple[str, ...]
+    drift_per_cluster: tuple[float, ...]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    strategies: list[str],
+    config: Config,
+    scenario: Scenario,
+    window: int,
+    steps: int,
+    seed: int,
+) -> list[StepResult]:
+    """Run the experiment; return one :class:`StepResult` per strategy and step."""
+    plan = scenario_windows(y, scenario=scenario, window=window, steps=steps, seed=seed)
+    k = int(np.unique(y).size)
+    first = plan[0].rows
+    started = time.perf_counter()
+    model, _ = fit_dec(X[first], config.model, config.train, k)
+    seconds0 = time.perf_counter() - started
+    initial = ModelVersion.from_model(model, version=1)
+    scores0 = clustering_scores(y[first], model.predict(X[first])[0])
+    results = [StepResult(scenario, 0, "initial", **scores0, agreement=1.0, acc_step0=scores0["acc"],
+                          drift_mean=0.0, drift_max=0.0, relative_drift_mean=0.0, relative_drift_max=0.0,
+                          seconds=seconds0, accepted=True, violations=(), drift_per_cluster=())]
+    log.info("step 0: initial DEC on %d samples, ACC %.4f (%.1fs)", len(first), scores0["acc"], seconds0)
+    current = {name: initial for name in strategies}
+    limits = limits_of(config)
+    peer = _MiniBatchBaseline(X[first], k, seed)
+    for step in range(1, steps + 1):
+        rows, retained = plan[step].rows, plan[step].retained
+        win = Window.of(X[rows], retained)
+        for name in strategies:
+            update = apply_strategy(make_strategy(name, config, seed=seed + step), current[name], win, limits)
+            current[name] = update.to_version()
+            new_model = current[name].to_model()
+            labels = new_model.predict(win.X)[0]
+            old_centres = update.current.to_model().cluster_centres().detach().numpy()
+            moved = np.linalg.norm(new_model.cluster_centres().detach().numpy() - old_centres, axis=1)
+            r = update.report
+            results.append(StepResult(
+                scenario, step, name, **clustering_scores(y[rows], labels), agreement=r.agreement,
+                acc_step0=cluster_accuracy(y[first], new_model.predict(X[first])[0]),
+                drift_mean=r.drift_mean, drift_max=r.drift_max, relative_drift_mean=r.relative_drift_mean,
+                relative_drift_max=r.relative_drift_max, seconds=r.seconds, accepted=r.accepted,
+                violations=r.violations, drift_per_cluster=tuple(float(m) for m in moved),
+            ))
+            log.info("step %d %s: ACC %.4f agreement %.4f drift %.4f (%.2fs)%s", step, name, results[-1].acc,
+                     r.agreement, r.relative_drift_max, r.seconds, "" if r.accepted else " REJECTED")
+        results.append(peer.step(scenario, step, X, y, rows, retained, first))
+    return results
+
+
+class _MiniBatchBaseline:
+    """scikit-learn MiniBatchKMeans: fit on step 0, then ``partial_fit`` on each new half."""
+
+    def __init__(self, X0: np.ndarray, k: int, seed: int) -> None:
+        self.kmeans = MiniBatchKMeans(k, reassignment_ratio=0.0, random_state=seed, n_init=3, batch_size=1024)
+        self.kmeans.fit(X0)
+
+    def step(self, scenario, step, X, y, rows, retained, first) -> StepResult:
+        before = self.kmeans.predict(X[rows][retained])
+        old_centres = self.kmeans.cluster_centers_.copy()
+        started = time.perf_counter()
+        self.kmeans.partial_fit(X[rows][~retained])
+        seconds = time.perf_counter() - started
+        labels = self.kmeans.predict(X[rows])
+        drift = centre_drift(old_centres, self.kmeans.cluster_centers_)
+        return StepResult(
+            scenario, step, MINIBATCH_KMEANS, **clustering_scores(y[rows], labels),
+            agreement=label_agreement(before, labels[retained]),
+            acc_step0=cluster_accuracy(y[first], self.kmeans.predict(X[first])),
+            drift_mean=drift.mean, drift_max=drift.max, relative_drift_mean=drift.relative_mean,
+            relative_drift_max=drift.relative_max, seconds=seconds, accepted=True, violations=(),
+            drift_per_cluster=tuple(np.linalg.norm(self.kmeans.cluster_centers_ - old_centres, axis=1).tolist()),
+        )
+
+
+def gap_closed(results: list[StepResult], strategy: str) -> dict[int, float]:
+    """Per step: (ACC(strategy) - ACC(frozen)) / (ACC(retrain) - ACC(frozen)).
+
+    ``nan`` where frozen or retrain did not run or retrain is not better than frozen.
+    """
+    by = {(r.step, r.strategy): r.acc for r in results}
+    out = {}
+    for step in sorted({r.step for r in results if r.step > 0}):
+        frozen, retrain, mine = by.get((step, "frozen")), by.get((step, "retrain")), by.get((step, strategy))
+        ok = None not in (frozen, retrain, mine) and retrain > frozen
+        out[step] = (mine - frozen) / (retrain - frozen) if ok else float("nan")
+    return out
+
+
+def markdown_table(results: list[StepResult]) -> str:
+    """The results as a Markdown table (one row per strategy and step)."""
+    head = ("| scenario | step | strategy | ACC | NMI | ARI | agreement | ACC step 0 | rel. drift mean | "
+            "rel. drift max | seconds | accepted |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in results:
+        lines.append(
+            f"| {r.scenario} | {r.step} | {r.strategy} | {r.acc:.4f} | {r.nmi:.4f} | {r.ari:.4f} | {r.agreement:.4f} | "
+            f"{r.acc_step0:.4f} | {r.relative_drift_mean:.4f} | {r.relative_drift_max:.4f} | {r.seconds:.2f} | "
+            f"{'yes' if r.accepted else 'no'} |"
+        )
+    return "\n".join(lines)

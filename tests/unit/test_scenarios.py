@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+
+from stream_dec.continual.scenarios import class_weights, scenario_windows
+
+
+@pytest.fixture()
+def labels():
+    return np.repeat(np.arange(8), 300)
+
+
+def test_replace_half_keeps_half_and_never_reuses_samples(labels):
+    steps = scenario_windows(labels, scenario="replace-half", window=200, steps=4, seed=1)
+    seen = set(steps[0].rows.tolist())
+    for previous, step in zip(steps, steps[1:]):
+        kept = step.rows[step.retained]
+        assert len(step.rows) == 200 and len(kept) == 100 and len(set(step.rows.tolist())) == 200
+        assert set(kept.tolist()) <= set(previous.rows.tolist())
+        assert not set(step.added.tolist()) & seen  # unseen samples only
+        seen |= set(step.added.tolist())
+
+
+def test_shift_drifts_the_class_mix(labels):
+    steps = scenario_windows(labels, scenario="shift", window=400, steps=3, seed=2)
+    first = np.bincount(labels[steps[0].rows], minlength=8)
+    last_added = np.bincount(labels[steps[-1].added], minlength=8)
+    rare_at_start = first < 20
+    assert rare_at_start.sum() == 4  # half of the classes start rare (weight 0.1 of 1)
+    assert last_added[rare_at_start].min() > 20  # ... and are common by the last step
+    assert (last_added == 0).sum() == 2  # a quarter vanish
+
+
+def test_weights_are_reproducible_and_bounded():
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    for step in range(4):
+        w = class_weights(10, step, 3, "shift", rng())
+        assert np.array_equal(w, class_weights(10, step, 3, "shift", rng())) and w.min() >= 0 and w.max() <= 1
+
+
+def test_too_little_data_is_a_clear_error(labels):
+    with pytest.raises(ValueError, match="not enough unseen samples"):
+        scenario_windows(labels, scenario="replace-half", window=2000, steps=2, seed=0)

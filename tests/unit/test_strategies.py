@@ -1,0 +1,172 @@
+"""Each update strategy on a small real slice of wordnet_nouns."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from stream_dec.config import Config, EwcConfig, FineTuneConfig, ModelConfig, RefitConfig, TrainConfig, TranslateConfig
+from stream_dec.continual import Limits, Window, apply_strategy, make_strategy
+from stream_dec.continual.base import is_identity_matching
+from stream_dec.continual.ewc import Ewc, fisher_diagonal
+from stream_dec.continual.finetune import anchored_parameters
+from stream_dec.continual.retrain import Retrain
+from stream_dec.continual.translate import Translate, matched_centroids, translate_centres
+from stream_dec.model import ModelVersion, fit_dec
+from tests.conftest import wordnet_slice
+
+TRAIN = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
+MODEL = ModelConfig(hidden_dims=(64,), latent_dim=10)
+FINETUNE = FineTuneConfig(epochs=1.0, batch_size=64, update_interval=10)
+LOOSE = Limits(max_drift=10.0, min_agreement=0.0)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    """A model trained on 300 samples and the next window: 150 of them kept, 150 unseen."""
+    X, _ = wordnet_slice(classes=6, per_class=75, seed=3)
+    first, unseen = X[:300], X[300:]
+    model, _ = fit_dec(first, MODEL, TRAIN, n_clusters=6)
+    window = Window.of(np.concatenate([first[:150], unseen]), np.arange(300) < 150)
+    return ModelVersion.from_model(model, version=1), window
+
+
+def centres(version_or_model):
+    model = version_or_model.to_model() if isinstance(version_or_model, ModelVersion) else version_or_model
+    return model.cluster_centres().detach().numpy()
+
+
+def test_matched_centroids_and_translation_arithmetic():
+    old = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    new = np.array([[0.0, 11.0], [1.0, 1.0], [9.0, 0.0]])
+    matched = matched_centroids(old, new)
+    np.testing.assert_array_equal(matched, [[1.0, 1.0], [9.0, 0.0], [0.0, 11.0]])
+    np.testing.assert_allclose(translate_centres(old, matched, 0.5), [[0.5, 0.5], [9.5, 0.0], [0.0, 10.5]])
+
+
+def test_translate_ratio_zero_is_a_no_op(setup):
+    current, window = setup
+    proposal = Translate(TranslateConfig(ratio=0.0)).propose(current, window)
+    np.testing.assert_allclose(centres(proposal.model), centres(current), atol=1e-6)
+    update = apply_strategy(Translate(TranslateConfig(ratio=0.0)), current, window, Limits())
+    assert update.report.agreement == 1.0 and update.report.drift_max < 1e-5 and update.report.accepted
+
+
+def test_translate_ratio_one_lands_on_the_matched_centroids(setup):
+    current, window = setup
+    model = current.to_model()
+    proposal = Translate(TranslateConfig(ratio=1.0), seed=5).propose(current, window)
+    from sklearn.cluster import KMeans
+
+    from stream_dec.model.training import encode_all
+
+    codes = encode_all(model, torch.from_numpy(window.X)).numpy()
+    centroids = KMeans(6, n_init=3, random_state=5).fit(codes).cluster_centers_
+    expected = model.project(torch.from_numpy(matched_centroids(centres(current), centroids))).numpy()
+    np.testing.assert_allclose(centres(proposal.model), expected, atol=1e-5)
+    # the encoder is unchanged
+    for name, tensor in proposal.model.autoencoder.encoder.state_dict().items():
+        assert torch.equal(tensor, current.tensors[f"autoencoder.encoder.{name}"])
+
+
+def test_small_ratio_keeps_ids_aligned(setup):
+    current, window = setup
+    update = apply_strategy(Translate(TranslateConfig(ratio=0.1)), current, window, LOOSE)
+    assert not update.report.ids_permuted and update.report.agreement > 0.9
+
+
+def test_fisher_is_non_negative_with_parameter_shapes(setup):
+    current, window = setup
+    model = current.to_model()
+    fisher = fisher_diagonal(model, torch.from_numpy(window.X), batch_size=32)
+    params = anchored_parameters(model)
+    assert set(fisher) == set(params) and "centres" in fisher
+    for name, f in fisher.items():
+        assert f.shape == params[name].shape and bool((f >= 0).all())
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
+
+
+def parameter_distance(a: ModelVersion, b) -> float:
+    return sum(float((a.tensors[n] - p.detach()).pow(2).sum()) for n, p in anchored_parameters(b).items())
+
+
+def test_ewc_with_huge_lambda_keeps_parameters_near_the_old_ones(setup):
+    """EWC holds parameters in proportion to their Fisher information: measure that distance."""
+    current, window = setup
+    fisher = fisher_diagonal(current.to_model(), torch.from_numpy(window.X[window.retained]), batch_size=32)
+
+    def fisher_distance(model):
+        return sum(float((fisher[n] * (current.tensors[n] - p.detach()).pow(2)).sum())
+                   for n, p in anchored_parameters(model).items())
+
+    free = Ewc(FINETUNE, EwcConfig(lam=0.0), device="cpu").propose(current, window)
+    held = Ewc(FINETUNE, EwcConfig(lam=1e6), device="cpu").propose(current, window)
+    assert fisher_distance(held.model) < 0.1 * fisher_distance(free.model)
+
+
+def test_ewc_stores_an_accumulated_fisher_for_the_next_version(setup):
+    current, window = setup
+    update = apply_strategy(Ewc(FINETUNE, EwcConfig(gamma=0.5), device="cpu"), current, window, LOOSE)
+    version = update.to_version()
+    assert version.header.version == 2 and version.header.parent == 1 and version.header.strategy == "ewc"
+    fisher = version.auxiliary("fisher.")
+    assert set(fisher) == set(anchored_parameters(version.to_model()))
+    # the next EWC step starts from the stored Fisher
+    following = apply_strategy(Ewc(FINETUNE, EwcConfig(gamma=0.5), device="cpu"), version, window, LOOSE).to_version()
+    assert all(bool((following.auxiliary("fisher.")[n] >= 0.5 * fisher[n] - 1e-12).all()) for n in fisher)
+
+
+def test_refit_anchor_pulls_toward_the_previous_version_not_zero(setup):
+    current, window = setup
+    loose = make_strategy("refit", Config(update=dataclasses.replace(Config().update, finetune=FINETUNE,
+                                                                     refit=RefitConfig(anchor=0.0))))
+    tight = make_strategy("refit", Config(update=dataclasses.replace(Config().update, finetune=FINETUNE,
+                                                                     refit=RefitConfig(anchor=1e6))))
+    assert parameter_distance(current, tight.propose(current, window).model) < \
+        0.1 * parameter_distance(current, loose.propose(current, window).model)
+
+
+def test_retrain_aligns_its_ids_to_the_old_ones(setup):
+    current, window = setup
+    update = apply_strategy(Retrain(TRAIN, seed=7), current, window, LOOSE)
+    assert not update.report.ids_permuted
+
+
+def test_permuted_ids_are_reported_not_returned_silently(setup):
+    current, window = setup
+    swapped = current.to_model()
+    with torch.no_grad():
+        swapped.centres.copy_(swapped.centres[torch.tensor([1, 0, 2, 3, 4, 5])].clone())
+
+    class Swap:
+        name = "swap"
+
+        def propose(self, version, win):
+            from stream_dec.continual import Proposal
+
+            return Proposal(swapped)
+
+    report = apply_strategy(Swap(), current, window, Limits()).report
+    assert report.ids_permuted and not report.accepted
+    assert any("permuted" in v for v in report.violations)
+
+
+def test_limits_are_enforced(setup):
+    current, window = setup
+    report = apply_strategy(Translate(TranslateConfig(ratio=1.0)), current, window,
+                            Limits(max_drift=0.0, min_agreement=1.0)).report
+    assert not report.accepted
+    assert any("relative drift" in v for v in report.violations)
+
+
+def test_frozen_changes_nothing(setup):
+    current, window = setup
+    update = apply_strategy(make_strategy("frozen", Config()), current, window, Limits())
+    assert update.report.agreement == 1.0 and update.report.drift_max == 0.0 and update.report.accepted
+
+
+def test_identity_matching_detects_a_swap():
+    old = np.array([0, 0, 1, 1, 2, 2])
+    assert is_identity_matching(old, old, 3)
+    assert not is_identity_matching(old, np.array([1, 1, 0, 0, 2, 2]), 3)
