@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +23,7 @@ from stream_dec import __version__
 from stream_dec.config import STRATEGIES, load_config
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.scenarios import SCENARIOS
-from stream_dec.errors import DataError, StreamDecError
+from stream_dec.errors import ConfigError, DataError, StreamDecError
 from stream_dec.io import Dataset, load_dataset
 from stream_dec.model import ModelVersion, fit_dec, resolve_device
 from stream_dec.model.metrics import clustering_scores
@@ -90,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     evaluate.add_argument("--config", type=Path, help="TOML config")
     evaluate.set_defaults(handler=run_evaluate)
+
+    serve = commands.add_parser("serve", help="run one real-time labeler",
+                                description="Consume embeddings, label them with the model, produce labels and "
+                                            "dead letters, commit after delivery. SIGTERM/SIGINT finish the batch "
+                                            "in flight, commit and leave the consumer group.")
+    serve.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/labeler.toml)")
+    serve.add_argument("--model", type=Path, metavar="MODEL_DIR", help="overrides [labeler] model_dir")
+    serve.set_defaults(handler=run_serve)
     return parser
 
 
@@ -168,6 +177,32 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     plots = plot_steps(results, args.out)
     print(table, file=sys.stderr)
     return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
+
+
+def run_serve(args: argparse.Namespace) -> None:
+    import signal
+
+    from confluent_kafka import Consumer, Producer
+
+    from stream_dec.logs import configure_logging
+    from stream_dec.model.predictor import Predictor
+    from stream_dec.stream.kafka import consumer_settings, producer_settings
+    from stream_dec.stream.labeler import Labeler
+
+    config = load_config(args.config)
+    configure_logging(config.log.level, config.log.format)
+    model_dir = args.model or config.labeler.model_dir
+    if not model_dir:
+        raise ConfigError(f"{args.config}: '[labeler] model_dir' is empty and no --model was given")
+    predictor = Predictor(ModelVersion.load(model_dir), config.labeler.device)
+    transactional_id = f"{config.labeler.group_id}-{os.getpid()}" if config.labeler.delivery == "exactly-once" else None
+    labeler = Labeler(config, predictor, Consumer(consumer_settings(config)),
+                      Producer(producer_settings(config, transactional_id)))
+    if config.metrics.port:
+        labeler.metrics.serve(config.metrics.host, config.metrics.port)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: labeler.stop.set())
+    labeler.run()
 
 
 def _check_width(version: ModelVersion, data: Dataset) -> None:

@@ -237,7 +237,7 @@ class UpdateConfig:
         Smallest allowed fraction of retained samples that keep their cluster id.
     """
 
-    strategy: Strategy = "translate"
+    strategy: Strategy = "ewc"
     max_drift: float = 0.10
     min_agreement: float = 0.98
     translate: TranslateConfig = field(default_factory=TranslateConfig)
@@ -250,6 +250,99 @@ class UpdateConfig:
         require(0 <= self.min_agreement <= 1, "min_agreement", "in [0, 1]", self.min_agreement)
 
 
+KafkaValue = str | int | float | bool
+KafkaSettings = dict[str, KafkaValue | dict[str, KafkaValue]]
+"""``[kafka]``: librdkafka properties passed as they are (security, SASL, TLS, ...);
+sub-tables ``[kafka.consumer]`` and ``[kafka.producer]`` apply to one client role."""
+
+
+@dataclass(frozen=True)
+class TopicsConfig:
+    """Topic names."""
+
+    embeddings: str = "embeddings"
+    labels: str = "labels"
+    dead_letters: str = "embeddings-dead-letters"
+    versions: str = "centre-versions"
+
+    def __post_init__(self) -> None:
+        for name in ("embeddings", "labels", "dead_letters", "versions"):
+            require(bool(getattr(self, name)), name, "a topic name", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class LabelerConfig:
+    """The real-time labeler (``stream-dec serve``).
+
+    Parameters
+    ----------
+    group_id
+        Kafka consumer group shared by all labelers.
+    model_dir
+        Model directory written by ``train`` to label with.
+    max_batch, max_wait_ms
+        A batch is labelled at ``max_batch`` messages or after ``max_wait_ms``.
+    content_type
+        Wire format assumed when a message has no ``content-type`` header.
+    max_message_bytes
+        Larger input values are dead-lettered as ``oversize``.
+    dead_letter_max_bytes
+        A dead letter keeps at most this many bytes of the original value (the rest is
+        still in the source topic at the offset its headers name).
+    delivery
+        ``at-least-once`` (commit after every label is acknowledged) or
+        ``exactly-once`` (transactional producer; needs broker support).
+    device
+        ``auto``, ``cpu`` or ``cuda``.
+    retry_backoff_ms, retry_backoff_max_ms
+        First and largest wait between retries of a failed produce or commit.
+    log_interval_s
+        Seconds between structured stats log lines.
+    """
+
+    group_id: str = "stream-dec-labelers"
+    model_dir: str = ""
+    max_batch: int = 2048
+    max_wait_ms: int = 50
+    content_type: Literal["application/json", "application/x-float32"] = "application/json"
+    max_message_bytes: int = 1_048_576
+    dead_letter_max_bytes: int = 65_536
+    delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    retry_backoff_ms: int = 100
+    retry_backoff_max_ms: int = 5_000
+    log_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        require(self.max_batch >= 1, "max_batch", ">= 1", self.max_batch)
+        require(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
+        require(self.max_message_bytes >= 1, "max_message_bytes", ">= 1", self.max_message_bytes)
+        require(self.dead_letter_max_bytes >= 0, "dead_letter_max_bytes", ">= 0", self.dead_letter_max_bytes)
+        require(self.retry_backoff_ms >= 1, "retry_backoff_ms", ">= 1", self.retry_backoff_ms)
+        require(self.retry_backoff_max_ms >= self.retry_backoff_ms, "retry_backoff_max_ms", ">= retry_backoff_ms",
+                self.retry_backoff_max_ms)
+        require(self.log_interval_s > 0, "log_interval_s", "> 0", self.log_interval_s)
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics endpoint. ``port = 0`` turns it off."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        require(0 <= self.port <= 65535, "port", "in [0, 65535]", self.port)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Logging on stderr: level and ``text`` or ``json`` lines."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "json"
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole configuration: one section per concern."""
@@ -257,6 +350,18 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     update: UpdateConfig = field(default_factory=UpdateConfig)
+    kafka: KafkaSettings = field(default_factory=lambda: {"bootstrap.servers": "127.0.0.1:9092"})
+    topics: TopicsConfig = field(default_factory=TopicsConfig)
+    labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+def kafka_settings(config: Config, role: Literal["consumer", "producer", "admin"]) -> dict[str, KafkaValue]:
+    """``[kafka]``'s shared properties overlaid with ``[kafka.<role>]``'s."""
+    shared = {k: v for k, v in config.kafka.items() if not isinstance(v, dict)}
+    own = config.kafka.get(role, {})
+    return {**shared, **(own if isinstance(own, dict) else {})}
 
 
 def load_config(path: str | Path | None) -> Config:

@@ -81,7 +81,12 @@ def _coerce(hint: Any, value: Any, source: str, error: type[Exception], key: str
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, source, error, key)
+        for option in inner[:-1]:
+            try:
+                return _coerce(option, value, source, error, key)
+            except error:
+                continue
+        return _coerce(inner[-1], value, source, error, key)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise wrong("a list")

@@ -1,0 +1,150 @@
+"""Wire formats of the embeddings, labels and dead-letter topics.
+
+Input (embeddings topic), chosen per message by the ``content-type`` header (a
+configured default applies when the header is absent):
+
+- ``application/json``: ``{"id": "...", "embedding": [floats], "ts": optional}``;
+- ``application/x-float32``: the raw little-endian float32 vector; the id is the key.
+
+:func:`decode_batch` decodes a batch straight into one contiguous float32 array and
+returns, for every message it could not use, a :class:`Rejection` with a reason code
+(``empty``, ``oversize``, ``unknown-content-type``, ``bad-json``, ``missing-field``,
+``bad-embedding``, ``wrong-dimension``, ``wrong-byte-length``, ``non-finite``). Nothing
+is dropped: every input message is either a row of the array or a rejection.
+
+Output (labels topic): JSON ``{"id", "cluster", "confidence", "version", "source":
+{"topic", "partition", "offset"}}`` keyed by the input key (:func:`encode_label`).
+
+Examples
+--------
+>>> import numpy as np
+>>> good = InputMessage("emb", 0, 7, b"a", np.ones(3, "<f4").tobytes(), FLOAT32)
+>>> bad = InputMessage("emb", 0, 8, b"b", b'{"id": "b", "embedding": [1, 2]}', JSON)
+>>> batch = decode_batch([good, bad], dim=3, default_content_type=JSON, max_bytes=1024)
+>>> batch.X.shape, batch.ids, [(r.offset, r.reason) for r in batch.rejected]
+((1, 3), ['a'], [(8, 'wrong-dimension')])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+JSON = "application/json"
+FLOAT32 = "application/x-float32"
+CONTENT_TYPES = (JSON, FLOAT32)
+_NUMBER_TYPES = {int, float}
+
+
+@dataclass(frozen=True)
+class InputMessage:
+    """The parts of a consumed Kafka message the decoder needs."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    content_type: str | None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A message that cannot be labelled, and why."""
+
+    message: InputMessage
+    reason: str
+    detail: str
+
+    @property
+    def offset(self) -> int:
+        return self.message.offset
+
+
+@dataclass(frozen=True)
+class DecodedBatch:
+    """Decoded rows and rejections; ``rows[i]`` is the index in the batch of ``X[i]``."""
+
+    X: np.ndarray
+    rows: np.ndarray
+    ids: list[str]
+    rejected: list[Rejection]
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type: str, max_bytes: int) -> DecodedBatch:
+    """Decode ``messages`` into an (n_good, dim) float32 array plus rejections."""
+    X = np.empty((len(messages), dim), dtype=np.float32)
+    rows, ids, rejected = [], [], []
+    for index, message in enumerate(messages):
+        try:
+            ids.append(_decode_into(X[len(rows)], message, dim, default_content_type, max_bytes))
+            rows.append(index)
+        except _Reject as exc:
+            rejected.append(Rejection(message, exc.reason, exc.detail))
+    X = X[: len(rows)]
+    finite = np.isfinite(X).all(axis=1)
+    if not finite.all():  # one vectorised check for the whole batch
+        for i in np.flatnonzero(~finite):
+            rejected.append(Rejection(messages[rows[i]], "non-finite", "embedding holds NaN or Inf"))
+        X, ids = X[finite], [ids[i] for i in np.flatnonzero(finite)]
+        rows = [rows[i] for i in np.flatnonzero(finite)]
+    return DecodedBatch(np.ascontiguousarray(X), np.asarray(rows, dtype=np.int64), ids, rejected)
+
+
+def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, max_bytes: int) -> str:
+    """Write the message's vector into ``out``; return its id or raise ``_Reject``."""
+    value = message.value
+    if not value:
+        raise _Reject("empty", "message has no value")
+    if len(value) > max_bytes:
+        raise _Reject("oversize", f"value is {len(value)} bytes, the limit is {max_bytes}")
+    content_type = message.content_type or default_content_type
+    if content_type == FLOAT32:
+        if len(value) != 4 * dim:
+            raise _Reject("wrong-byte-length", f"{len(value)} bytes, expected {4 * dim} ({dim} float32)")
+        out[:] = np.frombuffer(value, dtype="<f4")
+        return _key_text(message.key)
+    if content_type == JSON:
+        try:
+            document = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise _Reject("bad-json", f"not JSON: {exc}") from None
+        if not isinstance(document, dict) or "embedding" not in document:
+            raise _Reject("missing-field", "expected an object with an 'embedding' list")
+        embedding = document["embedding"]
+        if not isinstance(embedding, list):
+            raise _Reject("bad-embedding", "'embedding' is not a list")
+        if len(embedding) != dim:
+            raise _Reject("wrong-dimension", f"embedding has {len(embedding)} values, expected {dim}")
+        if not set(map(type, embedding)) <= _NUMBER_TYPES:  # no str, bool, null or nested list
+            raise _Reject("bad-embedding", "'embedding' holds a non-number")
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes Inf: rejected below
+            out[:] = embedding
+        identifier = document.get("id")
+        return str(identifier) if identifier is not None else _key_text(message.key)
+    raise _Reject("unknown-content-type", f"content-type {content_type!r} is not one of {', '.join(CONTENT_TYPES)}")
+
+
+def _key_text(key: bytes | None) -> str:
+    return "" if key is None else key.decode("utf-8", errors="replace")
+
+
+def encode_label(identifier: str, cluster: int, confidence: float, version: int,
+                 topic: str, partition: int, offset: int) -> bytes:
+    """The JSON value of one label record.
+
+    >>> encode_label("a", 3, 0.5, 2, "emb", 1, 10)
+    b'{"id":"a","cluster":3,"confidence":0.5,"version":2,"source":{"topic":"emb","partition":1,"offset":10}}'
+    """
+    return orjson.dumps({
+        "id": identifier, "cluster": cluster, "confidence": confidence, "version": version,
+        "source": {"topic": topic, "partition": partition, "offset": offset},
+    })

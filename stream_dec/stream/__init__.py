@@ -1,0 +1,1 @@
+"""Streaming shells around the model: the Kafka labeler (and, later, reservoir and updater)."""

@@ -1,0 +1,145 @@
+"""Kafka clients: construction from config, topic creation, and delivery that loses nothing.
+
+:class:`Delivery` produces a list of records and returns only when the broker has
+acknowledged every one of them: records whose delivery report carries an error are
+produced again after a growing backoff, for as long as it takes (a broker outage
+stalls the labeler; it never drops a batch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, NamedTuple
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream_dec.config import Config, kafka_settings
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class Record(NamedTuple):
+    """One record to produce."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Headers | None = None
+
+
+def consumer_settings(config: Config) -> dict:
+    """Consumer properties: ``[kafka]`` + ``[kafka.consumer]``, with stream-dec's commit rules forced.
+
+    Offsets are committed only by the labeler, after delivery (auto-commit off).
+    """
+    return {
+        "auto.offset.reset": "earliest",
+        **kafka_settings(config, "consumer"),
+        "group.id": config.labeler.group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+    }
+
+
+def producer_settings(config: Config, transactional_id: str | None = None) -> dict:
+    """Producer properties: idempotent, acks from all in-sync replicas, small linger."""
+    settings = {"linger.ms": 5, "acks": "all", "enable.idempotence": True, **kafka_settings(config, "producer")}
+    if transactional_id:
+        settings["transactional.id"] = transactional_id
+    return settings
+
+
+class Backoff:
+    """Exponential backoff between ``first_ms`` and ``max_ms``.
+
+    >>> b = Backoff(100, 400)
+    >>> [b.next_delay() for _ in range(4)]
+    [0.1, 0.2, 0.4, 0.4]
+    """
+
+    def __init__(self, first_ms: int, max_ms: int) -> None:
+        self.first, self.max = first_ms / 1000, max_ms / 1000
+        self.delay = self.first
+
+    def next_delay(self) -> float:
+        delay, self.delay = self.delay, min(self.delay * 2, self.max)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+
+class Delivery:
+    """Produce records and wait until all are acknowledged, re-sending failures.
+
+    Parameters
+    ----------
+    producer
+        A confluent-kafka ``Producer``.
+    backoff
+        Wait between rounds of re-sending failed records.
+    stopping
+        Returns True when the service is shutting down; failed records are still
+        re-sent (shutdown waits for delivery), but the wait is logged.
+    """
+
+    def __init__(self, producer: Producer, backoff: Backoff, stopping: Callable[[], bool] = lambda: False) -> None:
+        self.producer = producer
+        self.backoff = backoff
+        self.stopping = stopping
+        self._failed: list[tuple[Record, KafkaError]] = []
+
+    def send(self, records: list[Record]) -> None:
+        """Produce ``records``; return when every one has been acknowledged."""
+        pending = records
+        while pending:
+            self._failed = []
+            for record in pending:
+                self._produce(record)
+            while self.producer.flush(1.0) > 0:
+                log.warning("waiting for the broker to acknowledge %d records", len(self.producer))
+            if not self._failed:
+                self.backoff.reset()
+                return
+            pending = [record for record, _ in self._failed]
+            delay = self.backoff.next_delay()
+            log.warning("%d records not acknowledged (%s); producing them again in %.1fs",
+                        len(pending), self._failed[0][1], delay)
+            time.sleep(delay)
+
+    def _produce(self, record: Record) -> None:
+        while True:
+            try:
+                self.producer.produce(record.topic, record.value, record.key, headers=record.headers,
+                                      on_delivery=self._report)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then try again
+                self.producer.poll(0.1)
+
+    def _report(self, error: KafkaError | None, message: Message) -> None:
+        """Delivery report: keep what is needed to produce a failed record again."""
+        if error is not None:
+            self._failed.append((Record(message.topic(), message.key(), message.value(), message.headers()), error))
+
+
+def ensure_topics(config: Config, partitions: dict[str, int] | None = None, timeout: float = 30.0) -> None:
+    """Create the configured topics if missing (versions topic compacted); existing ones are kept."""
+    admin = AdminClient(kafka_settings(config, "admin"))
+    partitions = partitions or {}
+    topics = config.topics
+    wanted = [
+        NewTopic(topics.embeddings, partitions.get(topics.embeddings, 3), 1),
+        NewTopic(topics.labels, partitions.get(topics.labels, 3), 1),
+        NewTopic(topics.dead_letters, partitions.get(topics.dead_letters, 1), 1),
+        NewTopic(topics.versions, 1, 1, config={"cleanup.policy": "compact"}),
+    ]
+    for name, future in admin.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise

@@ -1,0 +1,231 @@
+"""The real-time labeler: consume -> decode -> label -> produce -> commit.
+
+One :class:`Labeler` is one member of the labelers' consumer group. Each batch goes
+through :meth:`Labeler.process`:
+
+1. consume up to ``max_batch`` messages, waiting at most ``max_wait_ms``;
+2. decode them into one float32 array; undecodable ones become dead letters;
+3. label the array with the current model version (one model call per batch);
+4. produce the labels (keyed by the input key) and the dead letters;
+5. commit, in order: wait until the broker has acknowledged every record of the
+   batch (re-sending failures, never dropping), then commit each partition's last
+   offset + 1. In ``exactly-once`` mode steps 4-5 are one producer transaction
+   carrying the offsets instead.
+
+Because a batch is committed before the next ``consume`` call, a rebalance (whose
+callbacks run inside ``consume``) finds nothing processed and uncommitted: the
+revoked partitions' work is already committed. A crash between steps 4 and 5 repeats
+labels on restart but never skips an input; consumers dedupe by the
+``(topic, partition, offset)`` every label carries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from stream_dec.config import Config
+from stream_dec.io.wire import InputMessage, Rejection, decode_batch, encode_label
+from stream_dec.model.predictor import Predictor
+from stream_dec.stream.kafka import Backoff, Delivery, Record
+from stream_dec.stream.observability import LabelerMetrics, StatsLine
+
+log = logging.getLogger("stream_dec.labeler")
+
+
+def input_message(message: Message) -> InputMessage:
+    """The parts of a consumed message the decoder needs (content-type from its headers)."""
+    content_type = None
+    for name, value in message.headers() or ():
+        if name.lower() == "content-type":
+            content_type = (value or b"").decode("utf-8", errors="replace")
+    return InputMessage(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
+                        content_type)
+
+
+def dead_letter(rejection: Rejection, topic: str, max_bytes: int) -> Record:
+    """The dead-letter record: original key and bytes (truncated past ``max_bytes``), headers naming the error."""
+    message = rejection.message
+    value = message.value or b""
+    headers = [
+        ("error", rejection.reason.encode()),
+        ("error-detail", rejection.detail.encode("utf-8", errors="replace")),
+        ("source-topic", message.topic.encode()),
+        ("source-partition", str(message.partition).encode()),
+        ("source-offset", str(message.offset).encode()),
+    ]
+    if message.content_type is not None:
+        headers.append(("content-type", message.content_type.encode("utf-8", errors="replace")))
+    if len(value) > max_bytes:
+        headers.append(("truncated-from-bytes", str(len(value)).encode()))
+        value = value[:max_bytes]
+    return Record(topic, message.key, value, headers)
+
+
+def offset_ranges(messages: list[InputMessage]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per (topic, partition), the first and last offset in ``messages``."""
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    for m in messages:
+        first, last = ranges.get((m.topic, m.partition), (m.offset, m.offset))
+        ranges[(m.topic, m.partition)] = (min(first, m.offset), max(last, m.offset))
+    return ranges
+
+
+def next_offsets(messages: list[InputMessage]) -> list[TopicPartition]:
+    """Per partition, the offset to commit after ``messages``: the highest offset + 1."""
+    return [TopicPartition(t, p, last + 1) for (t, p), (_, last) in offset_ranges(messages).items()]
+
+
+def first_offsets(messages: list[InputMessage]) -> list[TopicPartition]:
+    """Per partition, the offset to seek back to in order to re-process ``messages``."""
+    return [TopicPartition(t, p, first) for (t, p), (first, _) in offset_ranges(messages).items()]
+
+
+class Labeler:
+    """One labeler process; see the module docstring for the batch path.
+
+    Parameters
+    ----------
+    config
+        The validated configuration (``[topics]``, ``[labeler]``).
+    predictor
+        The model version to label with.
+    consumer, producer
+        confluent-kafka clients built from :func:`~stream_dec.stream.kafka.consumer_settings`
+        and :func:`~stream_dec.stream.kafka.producer_settings`.
+    metrics
+        Prometheus collectors (a fresh set by default).
+    """
+
+    def __init__(self, config: Config, predictor: Predictor, consumer: Consumer, producer: Producer,
+                 metrics: LabelerMetrics | None = None) -> None:
+        self.config = config
+        self.settings = config.labeler
+        self.predictor = predictor
+        self.consumer = consumer
+        self.producer = producer
+        self.metrics = metrics or LabelerMetrics()
+        self.stop = threading.Event()
+        self.backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
+        self.delivery = Delivery(producer, self.backoff)
+        self.stats = StatsLine(self.settings.log_interval_s)
+        self.transactional = self.settings.delivery == "exactly-once"
+        self.metrics.version.set(predictor.version)
+
+    def run(self) -> None:
+        """Label until :attr:`stop` is set, then finish the batch in flight and leave the group."""
+        if self.transactional:
+            self.producer.init_transactions(30)
+        self.consumer.subscribe([self.config.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
+        log.info("labeling %s with model version %d (%s, delivery %s)", self.config.topics.embeddings,
+                 self.predictor.version, self.predictor.device, self.settings.delivery)
+        try:
+            while not self.stop.is_set():
+                messages = self.consumer.consume(self.settings.max_batch, self.settings.max_wait_ms / 1000)
+                if messages:
+                    self.process(messages)
+                if self.stats.due():
+                    self.stats.emit(self.lag(), self.predictor.version)
+        finally:
+            self.producer.flush(30)
+            self.consumer.close()  # leaves the group: partitions move at once
+            log.info("labeler stopped")
+
+    def process(self, messages: list[Message]) -> None:
+        """Decode, label, produce and commit one batch (steps 2-5 of the module docstring)."""
+        started = time.perf_counter()
+        inputs = []
+        for message in messages:
+            if message.error():
+                log.warning("consumer error: %s", message.error())
+            else:
+                inputs.append(input_message(message))
+        if not inputs:
+            return
+        batch = decode_batch(inputs, dim=self.predictor.dim, default_content_type=self.settings.content_type,
+                             max_bytes=self.settings.max_message_bytes)
+        clusters, confidence = self.predictor.predict(batch.X)
+        records = self._label_records(inputs, batch.rows, batch.ids, clusters, confidence)
+        records += [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes)
+                    for r in batch.rejected]
+        self._deliver_and_commit(records, inputs)
+        self.metrics.labels.inc(len(batch.ids))
+        for rejection in batch.rejected:
+            self.metrics.dead_letters.labels(rejection.reason).inc()
+        seconds = time.perf_counter() - started
+        self.metrics.batches.inc()
+        self.metrics.batch_seconds.observe(seconds)
+        self.stats.add(len(batch.ids), len(batch.rejected), seconds)
+
+    def _label_records(self, inputs, rows, ids, clusters, confidence) -> list[Record]:
+        topic, version = self.config.topics.labels, self.predictor.version
+        records = []
+        for row, identifier, cluster, conf in zip(rows.tolist(), ids, clusters.tolist(), confidence.tolist()):
+            m = inputs[row]
+            records.append(Record(topic, m.key, encode_label(identifier, cluster, conf, version,
+                                                             m.topic, m.partition, m.offset)))
+        return records
+
+    def _deliver_and_commit(self, records: list[Record], inputs: list[InputMessage]) -> None:
+        if self.transactional:
+            self._transaction(records, inputs)
+            return
+        self.delivery.send(records)
+        self._commit(next_offsets(inputs))
+
+    def _commit(self, offsets: list[TopicPartition]) -> None:
+        """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss."""
+        while True:
+            try:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+                self.backoff.reset()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if not error.retriable():
+                    log.warning("commit failed (%s): these inputs will be labelled again after a restart or "
+                                "rebalance", error)
+                    return
+                self.metrics.retries.labels("commit").inc()
+                delay = self.backoff.next_delay()
+                log.warning("commit failed (%s); retrying in %.1fs", error, delay)
+                time.sleep(delay)
+
+    def _transaction(self, records: list[Record], inputs: list[InputMessage]) -> None:
+        """Labels and offsets in one transaction; on failure abort and rewind to re-process the batch."""
+        try:
+            self.producer.begin_transaction()
+            for record in records:
+                self.producer.produce(record.topic, record.value, record.key, headers=record.headers)
+            self.producer.send_offsets_to_transaction(next_offsets(inputs),
+                                                      self.consumer.consumer_group_metadata(), 30)
+            self.producer.commit_transaction(30)
+        except KafkaException as exc:
+            log.warning("transaction failed (%s); aborting and re-processing the batch", exc.args[0])
+            self.metrics.retries.labels("transaction").inc()
+            self.producer.abort_transaction(30)
+            for partition in first_offsets(inputs):
+                self.consumer.seek(partition)
+
+    def lag(self) -> int | None:
+        """Messages between each assigned partition's position and its end; None if unknown."""
+        try:
+            assigned = self.consumer.assignment()
+            total = 0
+            for tp, position in zip(assigned, self.consumer.position(assigned)):
+                low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
+                total += high - (position.offset if position.offset >= 0 else low)
+            return total
+        except KafkaException as exc:
+            log.warning("could not read consumer lag: %s", exc.args[0])
+            return None
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s (their batches are already committed)",
+                 ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))

@@ -1,0 +1,73 @@
+"""The labeler's metrics: Prometheus collectors and one structured stats line per interval.
+
+Each labeler owns a :class:`LabelerMetrics` with its own registry, served on
+``[metrics] port`` when it is not 0. The same figures go to the log every
+``log_interval_s`` as one line: rate, batch latency, consumer lag, dead letters, version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger("stream_dec.labeler")
+
+
+class LabelerMetrics:
+    """Counters and gauges of one labeler (names prefixed ``stream_dec_``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.labels = Counter("stream_dec_labels", "Labels produced and acknowledged", registry=r)
+        self.dead_letters = Counter("stream_dec_dead_letters", "Inputs sent to the dead-letter topic",
+                                    ["reason"], registry=r)
+        self.batches = Counter("stream_dec_batches", "Batches processed", registry=r)
+        self.batch_seconds = Histogram("stream_dec_batch_seconds", "Consume-to-commit time of a batch",
+                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                                       registry=r)
+        self.lag = Gauge("stream_dec_consumer_lag", "Messages behind the end of the assigned partitions", registry=r)
+        self.version = Gauge("stream_dec_model_version", "Model version labelling now", registry=r)
+        self.retries = Counter("stream_dec_retries", "Produce or commit attempts retried after an error",
+                               ["operation"], registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        """Expose ``/metrics`` over HTTP on ``host:port``."""
+        start_http_server(port, addr=host, registry=self.registry)
+        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class StatsLine:
+    """Accumulates per-batch figures and logs one structured line per interval."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval = interval_s
+        self.dead_total = 0
+        self._reset(time.monotonic())
+
+    def _reset(self, now: float) -> None:
+        self.started, self.count, self.dead, self.latencies = now, 0, 0, []
+
+    def add(self, labels: int, dead_letters: int, seconds: float) -> None:
+        self.count += labels
+        self.dead += dead_letters
+        self.dead_total += dead_letters
+        self.latencies.append(seconds)
+
+    def due(self) -> bool:
+        return time.monotonic() - self.started >= self.interval
+
+    def emit(self, lag: int | None, version: int) -> None:
+        now = time.monotonic()
+        latencies = np.asarray(self.latencies or [0.0]) * 1000
+        fields = {
+            "event": "stats", "rate": round(self.count / max(now - self.started, 1e-9), 1),
+            "labels": self.count, "dead_letters": self.dead, "dead_letters_total": self.dead_total,
+            "batches": len(self.latencies), "batch_ms_p50": round(float(np.percentile(latencies, 50)), 2),
+            "batch_ms_p99": round(float(np.percentile(latencies, 99)), 2), "lag": lag, "version": version,
+        }
+        log.info("stats", extra={"fields": fields})
+        self._reset(now)

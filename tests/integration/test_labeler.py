@@ -1,0 +1,148 @@
+"""The labeler against a real Kafka-compatible broker (Tansu): nothing mocked."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from stream_dec.model import ModelVersion
+from stream_dec.model.predictor import Predictor
+from stream_dec.stream.kafka import consumer_settings, producer_settings
+from stream_dec.stream.labeler import Labeler
+from tests.conftest import wordnet_slice
+from tests.integration.conftest import float32_record, json_record, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+
+class Running:
+    """A Labeler in a background thread (the same object `stream-dec serve` runs)."""
+
+    def __init__(self, config):
+        self.labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
+                               Consumer(consumer_settings(config)), Producer(producer_settings(config)))
+        self.thread = threading.Thread(target=self.labeler.run, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.labeler.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def labels_by_offset(messages):
+    out = {}
+    for m in messages:
+        label = orjson.loads(m.value())
+        out[(label["source"]["partition"], label["source"]["offset"])] = label
+    return out
+
+
+def committed(config, partitions=3):
+    consumer = Consumer(consumer_settings(config))
+    offsets = consumer.committed([TopicPartition(config.topics.embeddings, p) for p in range(partitions)], timeout=10)
+    consumer.close()
+    return {tp.partition: tp.offset for tp in offsets}
+
+
+def test_round_trip_labels_equal_predict(service):
+    config, _ = service
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=11)
+    records = [(float32_record if i % 2 else json_record)(f"id-{i}", x) for i, x in enumerate(X)]
+    produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
+    running = Running(config)
+    labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(X))
+    running.stop()
+    assert len(labels) == len(X)
+    expected, confidence = ModelVersion.load(config.labeler.model_dir).to_model().predict(X)
+    by_id = {orjson.loads(m.value())["id"]: (m, orjson.loads(m.value())) for m in labels}
+    for i in range(len(X)):
+        message, label = by_id[f"id-{i}"]
+        assert message.key() == f"id-{i}".encode()
+        assert label["cluster"] == expected[i] and label["version"] == 1
+        assert label["confidence"] == pytest.approx(float(confidence[i]), abs=1e-5)
+        assert label["source"]["topic"] == config.topics.embeddings
+    assert sum(committed(config).values()) == len(X)  # every input committed after delivery
+
+
+BAD = {
+    "bad-json": (b"k1", b"{not json", [("content-type", b"application/json")]),
+    "missing-field": (b"k2", b'{"id": "x", "vector": [1.0]}', [("content-type", b"application/json")]),
+    "wrong-dimension": (b"k3", b'{"id": "x", "embedding": [1.0, 2.0]}', [("content-type", b"application/json")]),
+    "bad-embedding": (b"k4", b'{"id": "x", "embedding": "abc"}', [("content-type", b"application/json")]),
+    "wrong-byte-length": (b"k5", b"\x00" * 100, [("content-type", b"application/x-float32")]),
+    "empty": (b"k6", None, [("content-type", b"application/x-float32")]),
+    "unknown-content-type": (b"k7", b"hello", [("content-type", b"text/plain")]),
+    "oversize": (b"k8", b"x" * 2_000_000, [("content-type", b"application/json")]),
+}
+
+
+def test_every_bad_input_kind_goes_to_dead_letter_and_good_ones_are_labelled(service):
+    config, _ = service
+    X, _ = wordnet_slice(classes=6, per_class=10, seed=5)
+    nan = X[0].copy()
+    nan[3] = np.nan
+    bad = dict(BAD, **{"non-finite": float32_record("k9", nan)})
+    overflow = X[1].tolist()
+    overflow[7] = 1e39  # finite in JSON, Inf as float32
+    bad["non-finite-json"] = (b"k10", orjson.dumps({"id": "y", "embedding": overflow}), None)
+    good = [float32_record(f"good-{i}", x) for i, x in enumerate(X)]
+    mixed = good[:30] + list(bad.values()) + good[30:]
+    produce(config.kafka["bootstrap.servers"], config.topics.embeddings, mixed, partitioner=lambda i: 0)
+    running = Running(config)
+    labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(good))
+    dead = read_all(config.kafka["bootstrap.servers"], config.topics.dead_letters, len(bad))
+    running.stop()
+    assert sorted(orjson.loads(m.value())["id"] for m in labels) == sorted(f"good-{i}" for i in range(len(X)))
+    reasons = {}
+    for message in dead:
+        headers = dict(message.headers())
+        reasons[message.key()] = headers["error"].decode()
+        assert headers["source-topic"].decode() == config.topics.embeddings
+        assert int(headers["source-offset"]) in range(len(mixed)) and headers["error-detail"]
+    assert reasons == {b"k1": "bad-json", b"k2": "missing-field", b"k3": "wrong-dimension", b"k4": "bad-embedding",
+                       b"k5": "wrong-byte-length", b"k6": "empty", b"k7": "unknown-content-type",
+                       b"k8": "oversize", b"k9": "non-finite", b"k10": "non-finite"}
+    oversize = next(m for m in dead if m.key() == b"k8")
+    assert dict(oversize.headers())["truncated-from-bytes"] == b"2000000"
+    assert committed(config)[0] == len(mixed)  # dead-lettered offsets are committed like any other
+    assert running.labeler.metrics.dead_letters.labels("bad-json")._value.get() == 1
+
+
+def serve(config_path, log_path):
+    return subprocess.Popen([sys.executable, "-m", "stream_dec", "serve", "--config", str(config_path)],
+                            stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
+
+
+def test_kill_9_mid_stream_then_restart_labels_every_offset(service, tmp_path):
+    config, path = service
+    X, _ = wordnet_slice(classes=6, per_class=100, seed=2)
+    n = 12 * len(X)  # 7,200 inputs over 3 partitions
+    records = [float32_record(f"id-{i}", X[i % len(X)]) for i in range(n)]
+    produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records, partitioner=lambda i: i % 3)
+    path.write_text(path.read_text().replace('"max_wait_ms" = 20', '"max_wait_ms" = 20\n"max_batch" = 20'))
+    first = serve(path, tmp_path / "first.log")
+    read_all(config.kafka["bootstrap.servers"], config.topics.labels, 1000, timeout=60)  # mid-stream
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    before = committed(config)
+    assert sum(before.values()) < n, "the first labeler finished before it was killed"
+    second = serve(path, tmp_path / "second.log")
+    labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, n, timeout=120)
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(30) == 0, (tmp_path / "second.log").read_text()[-2000:]
+    unique = labels_by_offset(labels)
+    expected = {(i % 3, i // 3) for i in range(n)}
+    assert set(unique) == expected  # every input offset has a label; dedup gives exactly one each
+    duplicates = len(labels) - len(unique)
+    assert duplicates <= n - sum(before.values())  # duplicates only past the last commit
+    assert sum(committed(config).values()) == n  # SIGTERM committed and left cleanly
+    log = (tmp_path / "second.log").read_text()
+    assert "labeler stopped" in log and "Traceback" not in log
