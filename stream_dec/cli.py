@@ -189,8 +189,11 @@ def run_serve(args: argparse.Namespace) -> None:
     from stream_dec.stream.kafka import consumer_settings, producer_settings
     from stream_dec.stream.labeler import Labeler
 
+    import torch
+
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
+    torch.set_num_threads(config.labeler.threads)
     model_dir = args.model or config.labeler.model_dir
     if not model_dir:
         raise ConfigError(f"{args.config}: '[labeler] model_dir' is empty and no --model was given")

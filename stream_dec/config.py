@@ -294,6 +294,9 @@ class LabelerConfig:
         ``exactly-once`` (transactional producer; needs broker support).
     device
         ``auto``, ``cpu`` or ``cuda``.
+    threads
+        CPU threads for the model (``torch.set_num_threads``); the Kafka client threads
+        need the remaining cores.
     retry_backoff_ms, retry_backoff_max_ms
         First and largest wait between retries of a failed produce or commit.
     log_interval_s
@@ -309,6 +312,7 @@ class LabelerConfig:
     dead_letter_max_bytes: int = 65_536
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int = 1
     retry_backoff_ms: int = 100
     retry_backoff_max_ms: int = 5_000
     log_interval_s: float = 10.0
@@ -318,6 +322,7 @@ class LabelerConfig:
         require(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
         require(self.max_message_bytes >= 1, "max_message_bytes", ">= 1", self.max_message_bytes)
         require(self.dead_letter_max_bytes >= 0, "dead_letter_max_bytes", ">= 0", self.dead_letter_max_bytes)
+        require(self.threads >= 1, "threads", ">= 1", self.threads)
         require(self.retry_backoff_ms >= 1, "retry_backoff_ms", ">= 1", self.retry_backoff_ms)
         require(self.retry_backoff_max_ms >= self.retry_backoff_ms, "retry_backoff_max_ms", ">= retry_backoff_ms",
                 self.retry_backoff_max_ms)

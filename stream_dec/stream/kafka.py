@@ -34,10 +34,13 @@ class Record(NamedTuple):
 def consumer_settings(config: Config) -> dict:
     """Consumer properties: ``[kafka]`` + ``[kafka.consumer]``, with stream-dec's commit rules forced.
 
-    Offsets are committed only by the labeler, after delivery (auto-commit off).
+    Offsets are committed only by the labeler, after delivery (auto-commit off). The
+    fetch wait defaults to 10 ms (librdkafka: 500 ms) so a quiet partition does not hold
+    a label back; override it in ``[kafka.consumer]``.
     """
     return {
         "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 10,
         **kafka_settings(config, "consumer"),
         "group.id": config.labeler.group_id,
         "enable.auto.commit": False,

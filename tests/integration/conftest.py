@@ -125,13 +125,15 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes 
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0) -> list:
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, committed_only: bool = False) -> list:
     """Read a topic from the start until ``expected`` records arrived (or the timeout).
 
     Partitions are assigned directly (no consumer group, so no join delay).
+    ``committed_only`` reads with ``isolation.level = read_committed``.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False,
+                         "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     records, deadline = [], time.monotonic() + timeout

@@ -25,9 +25,10 @@ pytestmark = pytest.mark.integration
 class Running:
     """A Labeler in a background thread (the same object `stream-dec serve` runs)."""
 
-    def __init__(self, config):
+    def __init__(self, config, transactional_id=None):
         self.labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
-                               Consumer(consumer_settings(config)), Producer(producer_settings(config)))
+                               Consumer(consumer_settings(config)),
+                               Producer(producer_settings(config, transactional_id)))
         self.thread = threading.Thread(target=self.labeler.run, daemon=True)
         self.thread.start()
 
@@ -70,6 +71,21 @@ def test_round_trip_labels_equal_predict(service):
         assert label["confidence"] == pytest.approx(float(confidence[i]), abs=1e-5)
         assert label["source"]["topic"] == config.topics.embeddings
     assert sum(committed(config).values()) == len(X)  # every input committed after delivery
+
+
+def test_exactly_once_mode_commits_labels_and_offsets_together(service):
+    import dataclasses
+
+    config, _ = service
+    config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, delivery="exactly-once"))
+    X, _ = wordnet_slice(classes=6, per_class=20, seed=8)
+    produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
+            [float32_record(f"id-{i}", x) for i, x in enumerate(X)])
+    running = Running(config, transactional_id=f"{config.labeler.group_id}-tx")
+    labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(X), committed_only=True)
+    running.stop()
+    assert sorted(orjson.loads(m.value())["id"] for m in labels) == sorted(f"id-{i}" for i in range(len(X)))
+    assert sum(committed(config).values()) == len(X)  # offsets went in with the transactions
 
 
 BAD = {

