@@ -97,8 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
                                             "dead letters, commit after delivery. SIGTERM/SIGINT finish the batch "
                                             "in flight, commit and leave the consumer group.")
     serve.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/labeler.toml)")
-    serve.add_argument("--model", type=Path, metavar="MODEL_DIR", help="overrides [labeler] model_dir")
+    serve.add_argument("--model", type=Path, metavar="MODEL_DIR",
+                       help="model to start with when the versions topic has none (overrides [labeler] model_dir)")
     serve.set_defaults(handler=run_serve)
+
+    loop = commands.add_parser("update-loop", help="run the updater (one active per model, elected through Redis)",
+                               description="Cycle the Redis reservoir and publish new model versions to the "
+                                           "versions topic: a cold-start training, then the [update] strategy "
+                                           "behind the promotion gate. A second updater waits for the lease.")
+    loop.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/updater.toml)")
+    loop.set_defaults(handler=run_update_loop)
     return parser
 
 
@@ -180,32 +188,79 @@ def run_evaluate(args: argparse.Namespace) -> dict:
 
 
 def run_serve(args: argparse.Namespace) -> None:
-    import signal
+    import torch
+    from confluent_kafka import Consumer, KafkaException, Producer
 
-    from confluent_kafka import Consumer, Producer
-
+    from stream_dec.config import kafka_settings
     from stream_dec.logs import configure_logging
     from stream_dec.model.predictor import Predictor
+    from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.kafka import consumer_settings, producer_settings
     from stream_dec.stream.labeler import Labeler
-
-    import torch
+    from stream_dec.stream.versions import VersionFollower
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
     torch.set_num_threads(config.labeler.threads)
+    follower = VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name)
+    try:
+        version = follower.latest()
+    except KafkaException as exc:
+        raise StreamDecError(f"cannot read the versions topic '{config.topics.versions}' at "
+                             f"{config.kafka.get('bootstrap.servers')}: {exc.args[0]}") from None
     model_dir = args.model or config.labeler.model_dir
-    if not model_dir:
-        raise ConfigError(f"{args.config}: '[labeler] model_dir' is empty and no --model was given")
-    predictor = Predictor(ModelVersion.load(model_dir), config.labeler.device)
+    if version is None and not model_dir:
+        raise ConfigError(f"{args.config}: no version on topic '{config.topics.versions}' for model "
+                          f"'{config.model.name}', and no '[labeler] model_dir' or --model to start from")
+    version = version or ModelVersion.load(model_dir)
+    reservoir = None
+    if config.reservoir.sample_rate > 0:
+        reservoir = reservoirs.Reservoir(reservoirs.connect(config.redis), config.model.name,
+                                         config.reservoir.capacity, config.reservoir.staging_capacity or None)
     transactional_id = f"{config.labeler.group_id}-{os.getpid()}" if config.labeler.delivery == "exactly-once" else None
-    labeler = Labeler(config, predictor, Consumer(consumer_settings(config)),
-                      Producer(producer_settings(config, transactional_id)))
+    labeler = Labeler(config, Predictor(version, config.labeler.device), Consumer(consumer_settings(config)),
+                      Producer(producer_settings(config, transactional_id)), follower=follower, reservoir=reservoir)
     if config.metrics.port:
         labeler.metrics.serve(config.metrics.host, config.metrics.port)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: labeler.stop.set())
+    _stop_on_signals(labeler.stop)
     labeler.run()
+
+
+def run_update_loop(args: argparse.Namespace) -> None:
+    import redis
+    from confluent_kafka import Producer
+
+    from stream_dec.config import kafka_settings
+    from stream_dec.logs import configure_logging
+    from stream_dec.stream import reservoir as reservoirs
+    from stream_dec.stream.kafka import VERSION_BYTES, producer_settings
+    from stream_dec.stream.lease import Lease
+    from stream_dec.stream.updater import Updater
+    from stream_dec.stream.versions import VersionFollower
+
+    config = load_config(args.config)
+    configure_logging(config.log.level, config.log.format)
+    client = reservoirs.connect(config.redis)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StreamDecError(f"cannot reach Redis at {config.redis.url}: {exc}") from None
+    name = config.model.name
+    reservoir = reservoirs.Reservoir(client, name, config.reservoir.capacity,
+                                     config.reservoir.staging_capacity or None)
+    updater = Updater(config, reservoir, Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms),
+                      Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
+                      VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name),
+                      seed=config.train.seed)
+    _stop_on_signals(updater.stop)
+    updater.run()
+
+
+def _stop_on_signals(stop) -> None:
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
 
 
 def _check_width(version: ModelVersion, data: Dataset) -> None:

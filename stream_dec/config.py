@@ -16,7 +16,7 @@ Examples
 >>> config_from_mapping({"model": {"latnt_dim": 16}}, source="inline")
 Traceback (most recent call last):
 ...
-stream_dec.errors.ConfigError: inline: unknown key 'model.latnt_dim' (expected one of: alpha, clusters, hidden_dims, latent_dim, latent_radius)
+stream_dec.errors.ConfigError: inline: unknown key 'model.latnt_dim' (expected one of: alpha, clusters, hidden_dims, latent_dim, latent_radius, name)
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ class ModelConfig:
     latent_radius
         0 keeps the paper's geometry; a positive value projects latent codes and
         centres onto a sphere of this radius (cosine geometry).
+    name
+        Model name: the key of its version records and its reservoir's Redis prefix.
     """
 
     hidden_dims: tuple[int, ...] = (256,)
@@ -55,6 +57,7 @@ class ModelConfig:
     clusters: int = 10
     alpha: float = 50.0
     latent_radius: float = 7.0
+    name: str = "default"
 
     def __post_init__(self) -> None:
         require(all(d >= 1 for d in self.hidden_dims), "hidden_dims", "positive widths", self.hidden_dims)
@@ -330,6 +333,78 @@ class LabelerConfig:
 
 
 @dataclass(frozen=True)
+class ReservoirConfig:
+    """The Redis reservoir of recent samples.
+
+    Parameters
+    ----------
+    capacity
+        Window size N (samples).
+    staging_capacity
+        Most new samples held between cycles (uniform reservoir sample); 0 means N.
+    replace_fraction
+        Fraction of the window replaced by new samples at each update cycle.
+    sample_rate
+        Fraction of labelled inputs a labeler offers to the reservoir.
+    """
+
+    capacity: int = 10_000
+    staging_capacity: int = 0
+    replace_fraction: float = 0.5
+    sample_rate: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(self.capacity >= 2, "capacity", ">= 2", self.capacity)
+        require(self.staging_capacity >= 0, "staging_capacity", ">= 0", self.staging_capacity)
+        require(0 < self.replace_fraction <= 1, "replace_fraction", "in (0, 1]", self.replace_fraction)
+        require(0 <= self.sample_rate <= 1, "sample_rate", "in [0, 1]", self.sample_rate)
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Redis connection. ``url`` may carry a password; prefer ``password`` from the environment."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    password: str = ""
+    socket_timeout_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        require(self.socket_timeout_s > 0, "socket_timeout_s", "> 0", self.socket_timeout_s)
+
+
+@dataclass(frozen=True)
+class UpdaterConfig:
+    """The updater loop (``stream-dec update-loop``).
+
+    Parameters
+    ----------
+    update_every
+        Run an update once this many new samples were offered since the last one ...
+    interval_s
+        ... or this many seconds passed, whichever first.
+    min_initial
+        Cold start: samples needed in staging before the first model is trained.
+    lease_ttl_ms
+        Lifetime of the leader lease; the holder renews it every third of that.
+    poll_s
+        Seconds between trigger checks.
+    """
+
+    update_every: int = 5_000
+    interval_s: float = 300.0
+    min_initial: int = 2_000
+    lease_ttl_ms: int = 15_000
+    poll_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(self.update_every >= 1, "update_every", ">= 1", self.update_every)
+        require(self.interval_s > 0, "interval_s", "> 0", self.interval_s)
+        require(self.min_initial >= 2, "min_initial", ">= 2", self.min_initial)
+        require(self.lease_ttl_ms >= 100, "lease_ttl_ms", ">= 100", self.lease_ttl_ms)
+        require(self.poll_s > 0, "poll_s", "> 0", self.poll_s)
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     """Prometheus metrics endpoint. ``port = 0`` turns it off."""
 
@@ -358,6 +433,9 @@ class Config:
     kafka: KafkaSettings = field(default_factory=lambda: {"bootstrap.servers": "127.0.0.1:9092"})
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     labeler: LabelerConfig = field(default_factory=LabelerConfig)
+    reservoir: ReservoirConfig = field(default_factory=ReservoirConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    updater: UpdaterConfig = field(default_factory=UpdaterConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 

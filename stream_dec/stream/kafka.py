@@ -20,6 +20,8 @@ from stream_dec.config import Config, kafka_settings
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[str, bytes]]
+VERSION_BYTES = 64 * 1024 * 1024
+"""Largest version record (all tensors, EWC's Fisher included) the versions producer sends."""
 
 
 class Record(NamedTuple):
@@ -138,7 +140,7 @@ def ensure_topics(config: Config, partitions: dict[str, int] | None = None, time
         NewTopic(topics.embeddings, partitions.get(topics.embeddings, 3), 1),
         NewTopic(topics.labels, partitions.get(topics.labels, 3), 1),
         NewTopic(topics.dead_letters, partitions.get(topics.dead_letters, 1), 1),
-        NewTopic(topics.versions, 1, 1, config={"cleanup.policy": "compact"}),
+        NewTopic(topics.versions, 1, 1, config={"cleanup.policy": "compact", "max.message.bytes": str(VERSION_BYTES)}),
     ]
     for name, future in admin.create_topics(wanted, request_timeout=timeout).items():
         try:

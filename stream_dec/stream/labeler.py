@@ -25,6 +25,8 @@ import logging
 import threading
 import time
 
+import numpy as np
+import redis
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from stream_dec.config import Config
@@ -32,6 +34,8 @@ from stream_dec.io.wire import InputMessage, Rejection, decode_batch, encode_lab
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, Record
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
+from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.versions import VersionFollower
 
 log = logging.getLogger("stream_dec.labeler")
 
@@ -98,10 +102,17 @@ class Labeler:
         and :func:`~stream_dec.stream.kafka.producer_settings`.
     metrics
         Prometheus collectors (a fresh set by default).
+    follower
+        Reads the versions topic; a newer valid version replaces the predictor between
+        batches (no batch mixes versions).
+    reservoir
+        Receives a ``sample_rate`` share of each batch after delivery, before commit.
+        Redis being down only counts samples as skipped: labels keep flowing.
     """
 
     def __init__(self, config: Config, predictor: Predictor, consumer: Consumer, producer: Producer,
-                 metrics: LabelerMetrics | None = None) -> None:
+                 metrics: LabelerMetrics | None = None, follower: VersionFollower | None = None,
+                 reservoir: Reservoir | None = None) -> None:
         self.config = config
         self.settings = config.labeler
         self.predictor = predictor
@@ -114,6 +125,9 @@ class Labeler:
         self.stats = StatsLine(self.settings.log_interval_s)
         self.transactional = self.settings.delivery == "exactly-once"
         self.metrics.version.set(predictor.version)
+        self.follower, self.reservoir = follower, reservoir
+        self.rng = np.random.default_rng()
+        self.reservoir_retry_at = 0.0
 
     def run(self) -> None:
         """Label until :attr:`stop` is set, then finish the batch in flight and leave the group."""
@@ -124,6 +138,7 @@ class Labeler:
                  self.predictor.version, self.predictor.device, self.settings.delivery)
         try:
             while not self.stop.is_set():
+                self.follow_versions()
                 messages = self.consumer.consume(self.settings.max_batch, self.settings.max_wait_ms / 1000)
                 if messages:
                     self.process(messages)
@@ -151,7 +166,7 @@ class Labeler:
         records = self._label_records(inputs, batch.rows, batch.ids, clusters, confidence)
         records += [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes)
                     for r in batch.rejected]
-        self._deliver_and_commit(records, inputs)
+        self._deliver_and_commit(records, inputs, batch)
         self.metrics.labels.inc(len(batch.ids))
         for rejection in batch.rejected:
             self.metrics.dead_letters.labels(rejection.reason).inc()
@@ -169,12 +184,44 @@ class Labeler:
                                                              m.topic, m.partition, m.offset)))
         return records
 
-    def _deliver_and_commit(self, records: list[Record], inputs: list[InputMessage]) -> None:
+    def _deliver_and_commit(self, records: list[Record], inputs: list[InputMessage], batch) -> None:
         if self.transactional:
+            self.feed_reservoir(batch.ids, batch.X)
             self._transaction(records, inputs)
             return
         self.delivery.send(records)
+        self.feed_reservoir(batch.ids, batch.X)
         self._commit(next_offsets(inputs))
+
+    def follow_versions(self) -> None:
+        """Between batches: switch to a newer valid version from the versions topic, if any."""
+        if self.follower is None:
+            return
+        newer = self.follower.poll(self.predictor.version, self.predictor.dim)
+        if newer is not None:
+            previous = self.predictor.version
+            self.predictor = Predictor(newer, self.settings.device)
+            self.metrics.version.set(newer.header.version)
+            log.info("switched from model version %d to %d (%s)", previous, newer.header.version,
+                     newer.header.strategy)
+
+    def feed_reservoir(self, ids: list[str], X: np.ndarray) -> None:
+        """Offer a ``sample_rate`` share of the batch to the reservoir; never blocks labels on Redis."""
+        if self.reservoir is None or not ids:
+            return
+        chosen = np.flatnonzero(self.rng.random(len(ids)) < self.config.reservoir.sample_rate)
+        if not len(chosen):
+            return
+        if time.monotonic() < self.reservoir_retry_at:
+            self.metrics.samples_skipped.inc(len(chosen))
+            return
+        try:
+            self.reservoir.offer([ids[i] for i in chosen], X[chosen], time.time(), self.rng)
+            self.metrics.samples_offered.inc(len(chosen))
+        except redis.RedisError as exc:
+            self.metrics.samples_skipped.inc(len(chosen))
+            self.reservoir_retry_at = time.monotonic() + self.backoff.max
+            log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
 
     def _commit(self, offsets: list[TopicPartition]) -> None:
         """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss."""

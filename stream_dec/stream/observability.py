@@ -31,6 +31,9 @@ class LabelerMetrics:
                                        registry=r)
         self.lag = Gauge("stream_dec_consumer_lag", "Messages behind the end of the assigned partitions", registry=r)
         self.version = Gauge("stream_dec_model_version", "Model version labelling now", registry=r)
+        self.samples_offered = Counter("stream_dec_samples_offered", "Samples written to the reservoir", registry=r)
+        self.samples_skipped = Counter("stream_dec_samples_skipped", "Samples not written: Redis unavailable",
+                                       registry=r)
         self.retries = Counter("stream_dec_retries", "Produce or commit attempts retried after an error",
                                ["operation"], registry=r)
 

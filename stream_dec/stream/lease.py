@@ -1,0 +1,40 @@
+"""A Redis lease: at most one holder at a time, lost if not renewed.
+
+``SET key token NX PX ttl`` acquires; renew and release are Lua scripts that act only
+if the key still holds this holder's token, so a holder whose lease expired (and was
+taken by another) cannot extend or delete the new holder's lease.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+_RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+class Lease:
+    """One candidate for the lease ``key``; ``ttl_ms`` is its lifetime without renewal."""
+
+    def __init__(self, client: redis.Redis, key: str, ttl_ms: int) -> None:
+        self.client, self.key, self.ttl_ms = client, key, ttl_ms
+        self.token = uuid.uuid4().hex
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    def acquire(self) -> bool:
+        """Take the lease if nobody holds it (or renew it if we do)."""
+        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms)) or self.renew()
+
+    def renew(self) -> bool:
+        """Extend our lease; False if it is no longer ours."""
+        return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+
+    def release(self) -> None:
+        self._release(keys=[self.key], args=[self.token])
+
+    def holder(self) -> str | None:
+        value = self.client.get(self.key)
+        return value.decode() if value else None

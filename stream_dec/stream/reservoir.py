@@ -1,0 +1,167 @@
+"""The Redis-backed reservoir: the current training window plus a staging area.
+
+Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
+
+- ``window``: hash, slot number -> packed sample; the window the updater trains on;
+- ``staging``: hash, slot number -> packed sample; new samples since the last cycle;
+- ``seen``: how many samples were offered to staging since the last cycle;
+- ``kept``: how many leading window slots were retained by the last cycle.
+
+A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
+UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`).
+
+Staging is a uniform reservoir sample (Vitter's Algorithm R, in one Lua script per
+sample, pipelined per batch): whatever the stream rate, it holds at most
+``staging_capacity`` samples, each offered sample having the same chance to be there.
+:meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
+``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
+were retained) followed by staged samples, and staging is emptied. A crash never
+leaves half a window.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from stream_dec.config import RedisConfig
+
+_HEADER = struct.Struct("<dH")
+
+_OFFER = """
+local seen = redis.call('INCR', KEYS[2])
+local capacity = tonumber(ARGV[1])
+local slot = -1
+if seen <= capacity then
+  slot = seen - 1
+else
+  local j = math.floor(tonumber(ARGV[2]) * seen)
+  if j < capacity then slot = j end
+end
+if slot >= 0 then redis.call('HSET', KEYS[1], slot, ARGV[3]) end
+return slot
+"""
+
+_CYCLE = """
+local window, staging, seen, kept_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local capacity = tonumber(ARGV[1])
+local records = {}
+for i = 2, #ARGV do
+  local v = redis.call('HGET', window, ARGV[i])
+  if v then table.insert(records, v) end
+end
+local kept = #records
+local staged = redis.call('HVALS', staging)
+for _, v in ipairs(staged) do
+  if #records >= capacity then break end
+  table.insert(records, v)
+end
+redis.call('DEL', window)
+for i, v in ipairs(records) do redis.call('HSET', window, i - 1, v) end
+redis.call('DEL', staging)
+redis.call('SET', seen, 0)
+redis.call('SET', kept_key, kept)
+return {kept, #records}
+"""
+
+
+def pack(identifier: str, arrived: float, vector: np.ndarray) -> bytes:
+    """Binary form of one sample.
+
+    >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4")))
+    ('a', 1.5, array([1., 2.], dtype=float32))
+    """
+    raw = identifier.encode("utf-8")[:65535]
+    return _HEADER.pack(arrived, len(raw)) + raw + np.asarray(vector, "<f4").tobytes()
+
+
+def unpack(data: bytes) -> tuple[str, float, np.ndarray]:
+    arrived, length = _HEADER.unpack_from(data)
+    start = _HEADER.size + length
+    return data[_HEADER.size:start].decode("utf-8"), arrived, np.frombuffer(data, "<f4", offset=start)
+
+
+@dataclass(frozen=True)
+class WindowSamples:
+    """The window as read from Redis: rows ``[:kept]`` were retained by the last cycle."""
+
+    ids: list[str]
+    arrived: np.ndarray
+    X: np.ndarray
+    kept: int
+
+    @property
+    def retained(self) -> np.ndarray:
+        return np.arange(len(self.ids)) < self.kept
+
+
+class Reservoir:
+    """Window and staging for one model in Redis; see the module docstring.
+
+    Parameters
+    ----------
+    client
+        A ``redis.Redis`` connection.
+    name
+        Model name; keys live under ``stream-dec:<name>:``.
+    capacity
+        Window size N.
+    staging_capacity
+        Most samples held in staging (defaults to N).
+    """
+
+    def __init__(self, client: redis.Redis, name: str, capacity: int, staging_capacity: int | None = None) -> None:
+        self.client = client
+        self.capacity = capacity
+        self.staging_capacity = staging_capacity or capacity
+        prefix = f"stream-dec:{name}:"
+        self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept")}
+        self._offer = client.register_script(_OFFER)
+        self._cycle = client.register_script(_CYCLE)
+
+    def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator) -> None:
+        """Offer samples to staging (one pipelined round trip); raises ``redis.RedisError`` if down."""
+        draws = rng.random(len(ids))
+        pipe = self.client.pipeline(transaction=False)
+        for identifier, vector, draw in zip(ids, X, draws):
+            self._offer(keys=[self.keys["staging"], self.keys["seen"]],
+                        args=[self.staging_capacity, repr(float(draw)), pack(identifier, arrived, vector)],
+                        client=pipe)
+        pipe.execute()
+
+    def cycle(self, replace_fraction: float, rng: np.random.Generator) -> tuple[int, int]:
+        """Atomically rebuild the window; return (retained, total) sizes."""
+        size = self.client.hlen(self.keys["window"])
+        keep = size - int(round(replace_fraction * size)) if size else 0
+        slots = rng.choice(size, size=keep, replace=False) if keep else []
+        kept, total = self._cycle(keys=[self.keys[k] for k in ("window", "staging", "seen", "kept")],
+                                  args=[self.capacity, *[int(s) for s in slots]])
+        return int(kept), int(total)
+
+    def window(self) -> WindowSamples:
+        """Read the whole window, retained rows first."""
+        fields = self.client.hgetall(self.keys["window"])
+        kept = int(self.client.get(self.keys["kept"]) or 0)
+        rows = [unpack(fields[slot]) for slot in sorted(fields, key=int)]
+        if not rows:
+            return WindowSamples([], np.empty(0), np.empty((0, 0), np.float32), 0)
+        ids, arrived, vectors = zip(*rows)
+        return WindowSamples(list(ids), np.asarray(arrived), np.stack(vectors).astype(np.float32), kept)
+
+    def sizes(self) -> dict[str, int]:
+        """Window size, staging size and samples offered since the last cycle."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hlen(self.keys["window"])
+        pipe.hlen(self.keys["staging"])
+        pipe.get(self.keys["seen"])
+        window, staging, seen = pipe.execute()
+        return {"window": int(window), "staging": int(staging), "seen": int(seen or 0)}
+
+
+def connect(config: RedisConfig) -> redis.Redis:
+    """A Redis client from ``[redis]`` (connects lazily, on the first command)."""
+    return redis.Redis.from_url(config.url, password=config.password or None,
+                                socket_timeout=config.socket_timeout_s, socket_connect_timeout=config.socket_timeout_s)

@@ -1,0 +1,123 @@
+"""The updater: one elected process that turns the reservoir into new model versions.
+
+Each pass of :meth:`Updater.run`:
+
+1. hold the lease (a second updater waits here; a dead holder's lease expires);
+2. catch up with the versions topic (the newest valid version is the current one);
+3. when due (``update_every`` new samples offered, or ``interval_s`` passed):
+   cycle the reservoir window, then
+   - cold start (no version yet, ``min_initial`` samples staged): train DEC -> version 1;
+   - otherwise run the configured strategy and the promotion gate: the update's
+     limits (agreement, drift, no permuted ids) and DEC loss on the window not worse
+     than the current version's;
+4. renew the lease, then publish the new version; a failed gate keeps the current
+   version and logs why.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import numpy as np
+from confluent_kafka import Producer
+
+from stream_dec.config import Config
+from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.stream.lease import Lease
+from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.versions import VersionFollower, publish
+
+log = logging.getLogger("stream_dec.updater")
+
+
+class Updater:
+    """One updater process; see the module docstring."""
+
+    def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, producer: Producer,
+                 follower: VersionFollower, seed: int = 0) -> None:
+        self.config = config
+        self.reservoir, self.lease, self.producer, self.follower = reservoir, lease, producer, follower
+        self.rng = np.random.default_rng(seed)
+        self.stop = threading.Event()
+        self.current: ModelVersion | None = None
+        self.last_update = time.monotonic()
+        self.published: list[int] = []
+
+    def run(self) -> None:
+        """Loop until :attr:`stop` is set; release the lease on the way out."""
+        waiting_logged = False
+        try:
+            while not self.stop.is_set():
+                if not self.lease.acquire():
+                    if not waiting_logged:
+                        log.info("another updater holds the lease (%s); waiting", self.lease.holder())
+                        waiting_logged = True
+                    self.stop.wait(self.config.updater.poll_s)
+                    continue
+                waiting_logged = False
+                self.catch_up()
+                if self.due():
+                    self.update()
+                self.stop.wait(self.config.updater.poll_s)
+        finally:
+            self.lease.release()
+
+    def catch_up(self) -> None:
+        """Adopt the newest valid version on the topic (another updater may have published)."""
+        current = self.current.header.version if self.current else 0
+        newer = self.follower.latest(current)
+        if newer is not None:
+            self.current = newer
+            log.info("current version is %d", newer.header.version)
+
+    def due(self) -> bool:
+        sizes = self.reservoir.sizes()
+        if self.current is None:
+            return sizes["staging"] >= self.config.updater.min_initial
+        elapsed = time.monotonic() - self.last_update
+        return sizes["seen"] >= self.config.updater.update_every or (sizes["seen"] > 0 and
+                                                                     elapsed >= self.config.updater.interval_s)
+
+    def update(self) -> ModelVersion | None:
+        """One update cycle (steps 3-4); returns the published version, if any."""
+        self.last_update = time.monotonic()
+        fraction = self.config.reservoir.replace_fraction if self.current else 1.0
+        kept, total = self.reservoir.cycle(fraction, self.rng)
+        window = self.reservoir.window()
+        log.info("update cycle: window of %d (%d retained)", total, kept)
+        started = time.perf_counter()
+        candidate = self._cold_start(window.X) if self.current is None else self._continual(window.X, window.retained)
+        if candidate is None:
+            return None
+        if not self.lease.renew():
+            log.warning("lost the lease during the update; version %d not published", candidate.header.version)
+            return None
+        publish(self.producer, self.config.topics.versions, self.config.model.name, candidate)
+        self.current = candidate
+        self.published.append(candidate.header.version)
+        log.info("published version %d (%s) after %.1fs", candidate.header.version, candidate.header.strategy,
+                 time.perf_counter() - started)
+        return candidate
+
+    def _cold_start(self, X: np.ndarray) -> ModelVersion:
+        model, report = fit_dec(X, self.config.model, self.config.train, self.config.model.clusters)
+        return ModelVersion.from_model(model, version=1, strategy="train",
+                                       metrics={"loss": report.self_train.loss, "seconds": sum(report.seconds.values())})
+
+    def _continual(self, X: np.ndarray, retained: np.ndarray) -> ModelVersion | None:
+        strategy = make_strategy(self.config.update.strategy, self.config,
+                                 seed=int(self.rng.integers(2**31)))
+        update = apply_strategy(strategy, self.current, Window.of(X, retained), limits_of(self.config))
+        report = update.report
+        reasons = list(report.violations)
+        if report.loss > report.previous_loss:
+            reasons.append(f"DEC loss {report.loss:.5f} worse than the current version's {report.previous_loss:.5f}")
+        if reasons:
+            log.warning("update rejected by the promotion gate, keeping version %d: %s",
+                        self.current.header.version, "; ".join(reasons))
+            return None
+        return update.to_version()
+

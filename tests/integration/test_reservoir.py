@@ -1,0 +1,104 @@
+"""The Redis reservoir against real Redis servers (the machine's, and private AOF ones)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+import uuid
+
+import numpy as np
+import pytest
+import redis
+
+from stream_dec.stream.reservoir import Reservoir, unpack
+from tests.conftest import wordnet_slice
+from tests.integration.conftest import free_port, wait_for_port
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def client():
+    connection = redis.Redis("127.0.0.1", 6379)
+    connection.ping()
+    yield connection
+    connection.close()
+
+
+@pytest.fixture()
+def name(client):
+    model = f"test-{uuid.uuid4().hex[:8]}"
+    yield model
+    for key in client.scan_iter(f"stream-dec:{model}:*"):
+        client.delete(key)
+
+
+def ids(n, start=0):
+    return [f"s{i}" for i in range(start, start + n)]
+
+
+def test_staging_stays_bounded_whatever_the_rate(client, name):
+    X, _ = wordnet_slice(classes=4, per_class=250, seed=1)
+    reservoir = Reservoir(client, name, capacity=200, staging_capacity=50)
+    rng = np.random.default_rng(0)
+    for start in range(0, 1000, 250):
+        reservoir.offer(ids(250, start), X[start:start + 250], time.time(), rng)
+    assert reservoir.sizes() == {"window": 0, "staging": 50, "seen": 1000}
+
+
+def test_staging_is_a_uniform_sample(client, name):
+    reservoir = Reservoir(client, name, capacity=50, staging_capacity=50)
+    rng = np.random.default_rng(1)
+    X = np.zeros((500, 2), np.float32)
+    counts = np.zeros(500)
+    for _ in range(40):
+        reservoir.offer(ids(500), X, 0.0, rng)
+        for packed in reservoir.client.hvals(reservoir.keys["staging"]):
+            counts[int(unpack(packed)[0][1:])] += 1
+        reservoir.cycle(1.0, rng)
+    early, late = counts[:250].mean() / 40, counts[250:].mean() / 40
+    assert abs(early - 0.1) < 0.03 and abs(late - 0.1) < 0.03  # each of 500 kept with p = 50/500
+
+
+def test_cycle_keeps_exactly_half_and_refills_from_staging(client, name):
+    X, _ = wordnet_slice(classes=4, per_class=100, seed=2)
+    reservoir = Reservoir(client, name, capacity=200)
+    rng = np.random.default_rng(2)
+    reservoir.offer(ids(200), X[:200], 1.0, rng)
+    assert reservoir.cycle(0.5, rng) == (0, 200)  # cold start: the window is staging
+    first = reservoir.window()
+    assert first.ids and sorted(first.ids) == sorted(ids(200))
+    np.testing.assert_array_equal(first.X[first.ids.index("s7")], X[7])
+    reservoir.offer(ids(200, 200), X[200:400], 2.0, rng)
+    assert reservoir.cycle(0.5, rng) == (100, 200)
+    second = reservoir.window()
+    retained = set(second.ids[:second.kept])
+    assert len(retained) == 100 and retained <= set(first.ids)
+    assert set(second.ids[second.kept:]) <= set(ids(200, 200)) and len(second.ids) == 200
+    assert second.retained.sum() == 100 and reservoir.sizes()["staging"] == 0
+
+
+def test_redis_restart_with_aof_keeps_the_window(tmp_path):
+    server = shutil.which("redis-server")
+    port = free_port()
+    command = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--appendonly", "yes",
+               "--appendfsync", "always", "--save", ""]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    wait_for_port(port)
+    X, _ = wordnet_slice(classes=2, per_class=50, seed=3)
+    rng = np.random.default_rng(3)
+    reservoir = Reservoir(redis.Redis("127.0.0.1", port), "aof", capacity=100)
+    reservoir.offer(ids(100), X, 5.0, rng)
+    reservoir.cycle(0.5, rng)
+    before = reservoir.window()
+    process.kill()  # no clean shutdown: only the append-only file survives
+    process.wait()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        after = Reservoir(redis.Redis("127.0.0.1", port), "aof", capacity=100).window()
+        assert after.ids == before.ids and np.array_equal(after.X, before.X)
+    finally:
+        process.kill()
+        process.wait()

@@ -1,0 +1,191 @@
+"""Reservoir -> updater -> versions topic -> labelers, with the real broker and Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import orjson
+import pytest
+import redis
+from confluent_kafka import Consumer, Producer
+
+from stream_dec.config import TranslateConfig, kafka_settings
+from stream_dec.continual import Limits, Window, apply_strategy
+from stream_dec.continual.translate import Translate
+from stream_dec.model import DEC, ModelVersion
+from stream_dec.model.predictor import Predictor
+from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, producer_settings
+from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.lease import Lease
+from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.updater import Updater
+from stream_dec.stream.versions import MAGIC, VersionFollower, encode_record, publish
+from tests.conftest import wordnet_slice
+from tests.integration.conftest import float32_record, produce, read_all
+
+pytestmark = pytest.mark.integration
+
+FAST_TRAIN = {"pretrain_epochs": 5, "max_epochs": 1, "n_init": 2, "batch_size": 64, "device": "cpu"}
+
+
+@pytest.fixture()
+def loop_service(service, tmp_path):
+    """The labeler service plus a small reservoir, a fast cold start and a unique model name."""
+    config, path = service
+    name = config.topics.embeddings.replace("emb-", "model-")
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, name=name, clusters=6, hidden_dims=(32,), latent_dim=8),
+        train=dataclasses.replace(config.train, **FAST_TRAIN),
+        reservoir=dataclasses.replace(config.reservoir, capacity=300),
+        updater=dataclasses.replace(config.updater, min_initial=300, update_every=150, lease_ttl_ms=2000,
+                                    poll_s=0.2),
+    )
+    yield config
+    client = redis.Redis()
+    for key in client.scan_iter(f"stream-dec:{name}:*"):
+        client.delete(key)
+
+
+def make_updater(config) -> Updater:
+    client = redis.Redis()
+    return Updater(config, Reservoir(client, config.model.name, config.reservoir.capacity),
+                   Lease(client, f"stream-dec:{config.model.name}:updater-lease", config.updater.lease_ttl_ms),
+                   Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
+                   VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name))
+
+
+def follower(config) -> VersionFollower:
+    return VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name)
+
+
+def versions_producer(config) -> Producer:
+    return Producer({"bootstrap.servers": config.kafka["bootstrap.servers"], "message.max.bytes": VERSION_BYTES})
+
+
+def translated(version: ModelVersion, X: np.ndarray) -> ModelVersion:
+    return apply_strategy(Translate(TranslateConfig(ratio=1.0)), version, Window.of(X), Limits(10, 0)).to_version()
+
+
+def test_labeler_hot_swaps_between_batches_and_labels_carry_the_version(loop_service):
+    config = loop_service
+    v1 = ModelVersion.load(config.labeler.model_dir)
+    X, _ = wordnet_slice(classes=6, per_class=40, seed=12)
+    labeler = Labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
+                      Producer(producer_settings(config)), follower=follower(config))
+    thread = threading.Thread(target=labeler.run, daemon=True)
+    thread.start()
+    bootstrap = config.kafka["bootstrap.servers"]
+    produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
+    assert len(read_all(bootstrap, config.topics.labels, len(X))) == len(X)
+    v2 = translated(v1, X)
+    publish(versions_producer(config), config.topics.versions, config.model.name, v2)
+    deadline = time.monotonic() + 30
+    while labeler.predictor.version != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
+    labels = [orjson.loads(m.value()) for m in read_all(bootstrap, config.topics.labels, 2 * len(X))]
+    labeler.stop.set()
+    thread.join(30)
+    after = {label["id"]: label for label in labels if label["id"].startswith("b")}
+    expected = v2.to_model().predict(X)[0]
+    assert all(after[f"b{i}"]["version"] == 2 and after[f"b{i}"]["cluster"] == expected[i] for i in range(len(X)))
+    assert all(label["version"] == 1 for label in labels if label["id"].startswith("a"))
+    assert labeler.metrics.version._value.get() == 2
+
+
+def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(loop_service):
+    config = loop_service
+    v1 = ModelVersion.load(config.labeler.model_dir)
+    X, _ = wordnet_slice(classes=6, per_class=10, seed=13)
+    v2 = translated(v1, X)
+    good = encode_record(v2)
+    header_length = int.from_bytes(good[4:8], "big")
+    tampered = bytearray(good)
+    tampered[-1] ^= 0xFF
+    evil = pickle.dumps({"boom": 1})
+    header = json.loads(good[8:8 + header_length]) | {"sha256": hashlib.sha256(evil).hexdigest()}
+    header_bytes = json.dumps(header).encode()
+    pickled = MAGIC + len(header_bytes).to_bytes(4, "big") + header_bytes + evil
+    wrong_shape = encode_record(ModelVersion.from_model(DEC((100, 8), 6), version=3))
+    producer = versions_producer(config)
+    for key, value in [(config.model.name, bytes(tampered)), (config.model.name, good[:200]),
+                       (config.model.name, pickled), (config.model.name, wrong_shape),
+                       (config.model.name, encode_record(v1)), ("other-model", good), (config.model.name, b"junk")]:
+        producer.produce(config.topics.versions, value, key.encode())
+    producer.flush(10)
+    watcher = follower(config)
+    assert watcher.latest(current=1, dim=384) is None
+    assert watcher.rejected == 7
+    publish(producer, config.topics.versions, config.model.name, v2)
+    deadline, found = time.monotonic() + 10, None
+    while found is None and time.monotonic() < deadline:  # the follower also sees records that arrive later
+        found = watcher.poll(1, 384)
+    assert found is not None and found.header.version == 2
+
+
+def test_two_updaters_one_publishes(loop_service):
+    config = loop_service
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=14)
+    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(0))
+    updaters = [make_updater(config), make_updater(config)]
+    threads = [threading.Thread(target=u.run, daemon=True) for u in updaters]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while not any(u.published for u in updaters) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    for u in updaters:
+        u.stop.set()
+    for t in threads:
+        t.join(30)
+    assert sorted(len(u.published) for u in updaters) == [0, 1]
+    assert follower(config).latest().header.version == 1
+
+
+def test_updater_killed_mid_update_the_next_takes_over_after_the_lease(loop_service, tmp_path):
+    config = loop_service
+    slow = dataclasses.replace(config, train=dataclasses.replace(config.train, pretrain_epochs=400))
+    from tests.integration.conftest import to_toml
+
+    data = {"kafka": {"bootstrap.servers": config.kafka["bootstrap.servers"]},
+            "topics": dataclasses.asdict(config.topics),
+            "model": {**dataclasses.asdict(slow.model), "hidden_dims": list(slow.model.hidden_dims)},
+            "train": dataclasses.asdict(slow.train), "reservoir": dataclasses.asdict(slow.reservoir),
+            "updater": dataclasses.asdict(slow.updater), "log": {"format": "text", "level": "INFO"}}
+    (tmp_path / "updater.toml").write_text(to_toml(data))
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=15)
+    Reservoir(redis.Redis(), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
+                                                            np.random.default_rng(1))
+    log_path = tmp_path / "first.log"
+    first = subprocess.Popen([sys.executable, "-m", "stream_dec", "update-loop", "--config", str(tmp_path / "updater.toml")],
+                             stderr=open(log_path, "w"))
+    deadline = time.monotonic() + 60
+    while "update cycle" not in log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGKILL)  # mid fine-tune: the lease is never released
+    first.wait(10)
+    assert follower(config).latest() is None  # nothing half-published
+    Reservoir(redis.Redis(), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
+                                                            np.random.default_rng(2))
+    second = make_updater(config)
+    assert not second.lease.acquire()  # the dead updater's lease is still there ...
+    thread = threading.Thread(target=second.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not second.published and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second.stop.set()
+    thread.join(30)
+    assert second.published == [1]  # ... until it expires; then the next updater publishes
