@@ -209,16 +209,19 @@ def run_serve(args: argparse.Namespace) -> None:
         raise StreamDecError(f"cannot read the versions topic '{config.topics.versions}' at "
                              f"{config.kafka.get('bootstrap.servers')}: {exc.args[0]}") from None
     model_dir = args.model or config.labeler.model_dir
-    if version is None and not model_dir:
+    if version is None and model_dir:
+        version = ModelVersion.load(model_dir)
+    if version is None and not (config.labeler.input_dim and config.reservoir.sample_rate > 0):
         raise ConfigError(f"{args.config}: no version on topic '{config.topics.versions}' for model "
-                          f"'{config.model.name}', and no '[labeler] model_dir' or --model to start from")
-    version = version or ModelVersion.load(model_dir)
+                          f"'{config.model.name}' and no '[labeler] model_dir' or --model; a cold start needs "
+                          f"'[labeler] input_dim' and '[reservoir] sample_rate' > 0")
     reservoir = None
     if config.reservoir.sample_rate > 0:
         reservoir = reservoirs.Reservoir(reservoirs.connect(config.redis), config.model.name,
                                          config.reservoir.capacity, config.reservoir.staging_capacity or None)
     transactional_id = f"{config.labeler.group_id}-{os.getpid()}" if config.labeler.delivery == "exactly-once" else None
-    labeler = Labeler(config, Predictor(version, config.labeler.device), Consumer(consumer_settings(config)),
+    predictor = Predictor(version, config.labeler.device) if version else None
+    labeler = Labeler(config, predictor, Consumer(consumer_settings(config)),
                       Producer(producer_settings(config, transactional_id)), follower=follower, reservoir=reservoir)
     if config.metrics.port:
         labeler.metrics.serve(config.metrics.host, config.metrics.port)

@@ -282,7 +282,10 @@ class LabelerConfig:
     group_id
         Kafka consumer group shared by all labelers.
     model_dir
-        Model directory written by ``train`` to label with.
+        Model directory to start from when the versions topic has no version yet.
+    input_dim
+        Embedding width. Needed only for a cold start (no version anywhere yet: the
+        labeler samples into the reservoir until version 1 exists); 0 = from the model.
     max_batch, max_wait_ms
         A batch is labelled at ``max_batch`` messages or after ``max_wait_ms``.
     content_type
@@ -308,6 +311,7 @@ class LabelerConfig:
 
     group_id: str = "stream-dec-labelers"
     model_dir: str = ""
+    input_dim: int = 0
     max_batch: int = 2048
     max_wait_ms: int = 50
     content_type: Literal["application/json", "application/x-float32"] = "application/json"
@@ -321,6 +325,7 @@ class LabelerConfig:
     log_interval_s: float = 10.0
 
     def __post_init__(self) -> None:
+        require(self.input_dim >= 0, "input_dim", ">= 0", self.input_dim)
         require(self.max_batch >= 1, "max_batch", ">= 1", self.max_batch)
         require(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
         require(self.max_message_bytes >= 1, "max_message_bytes", ">= 1", self.max_message_bytes)

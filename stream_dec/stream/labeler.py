@@ -12,6 +12,12 @@ through :meth:`Labeler.process`:
    offset + 1. In ``exactly-once`` mode steps 4-5 are one producer transaction
    carrying the offsets instead.
 
+Cold start: a labeler started before any model version exists (``predictor=None``)
+only samples each batch into the reservoir, producing and committing nothing, and
+remembers the first offset it saw per partition. When version 1 arrives on the
+versions topic it seeks back there and labels everything, so the updater can train
+the first model from the stream itself and no input goes unlabelled.
+
 Because a batch is committed before the next ``consume`` call, a rebalance (whose
 callbacks run inside ``consume``) finds nothing processed and uncommitted: the
 revoked partitions' work is already committed. A crash between steps 4 and 5 repeats
@@ -110,7 +116,7 @@ class Labeler:
         Redis being down only counts samples as skipped: labels keep flowing.
     """
 
-    def __init__(self, config: Config, predictor: Predictor, consumer: Consumer, producer: Producer,
+    def __init__(self, config: Config, predictor: Predictor | None, consumer: Consumer, producer: Producer,
                  metrics: LabelerMetrics | None = None, follower: VersionFollower | None = None,
                  reservoir: Reservoir | None = None) -> None:
         self.config = config
@@ -124,8 +130,12 @@ class Labeler:
         self.delivery = Delivery(producer, self.backoff)
         self.stats = StatsLine(self.settings.log_interval_s)
         self.transactional = self.settings.delivery == "exactly-once"
-        self.metrics.version.set(predictor.version)
         self.follower, self.reservoir = follower, reservoir
+        if predictor is None and (follower is None or reservoir is None or not self.settings.input_dim):
+            raise ValueError("a labeler without a model (cold start) needs the versions topic, a reservoir "
+                             "and [labeler] input_dim")
+        self.metrics.version.set(predictor.version if predictor else 0)
+        self.unlabelled_from: dict[tuple[str, int], int] = {}
         self.rng = np.random.default_rng()
         self.reservoir_retry_at = 0.0
 
@@ -134,16 +144,20 @@ class Labeler:
         if self.transactional:
             self.producer.init_transactions(30)
         self.consumer.subscribe([self.config.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
-        log.info("labeling %s with model version %d (%s, delivery %s)", self.config.topics.embeddings,
-                 self.predictor.version, self.predictor.device, self.settings.delivery)
+        if self.predictor is None:
+            log.info("no model version yet: sampling %s into the reservoir until version 1 is published",
+                     self.config.topics.embeddings)
+        else:
+            log.info("labeling %s with model version %d (%s, delivery %s)", self.config.topics.embeddings,
+                     self.predictor.version, self.predictor.device, self.settings.delivery)
         try:
             while not self.stop.is_set():
                 self.follow_versions()
                 messages = self.consumer.consume(self.settings.max_batch, self.settings.max_wait_ms / 1000)
                 if messages:
-                    self.process(messages)
+                    self.process(messages) if self.predictor else self.sample_only(messages)
                 if self.stats.due():
-                    self.stats.emit(self.lag(), self.predictor.version)
+                    self.stats.emit(self.lag(), self.predictor.version if self.predictor else 0)
         finally:
             self.producer.flush(30)
             self.consumer.close()  # leaves the group: partitions move at once
@@ -193,17 +207,29 @@ class Labeler:
         self.feed_reservoir(batch.ids, batch.X)
         self._commit(next_offsets(inputs))
 
+    def sample_only(self, messages: list[Message]) -> None:
+        """Cold start: offer the batch to the reservoir; produce and commit nothing."""
+        inputs = [input_message(m) for m in messages if not m.error()]
+        for m in inputs:
+            self.unlabelled_from.setdefault((m.topic, m.partition), m.offset)
+        batch = decode_batch(inputs, dim=self.settings.input_dim, default_content_type=self.settings.content_type,
+                             max_bytes=self.settings.max_message_bytes)
+        self.feed_reservoir(batch.ids, batch.X)
+
     def follow_versions(self) -> None:
         """Between batches: switch to a newer valid version from the versions topic, if any."""
         if self.follower is None:
             return
-        newer = self.follower.poll(self.predictor.version, self.predictor.dim)
-        if newer is not None:
-            previous = self.predictor.version
-            self.predictor = Predictor(newer, self.settings.device)
-            self.metrics.version.set(newer.header.version)
-            log.info("switched from model version %d to %d (%s)", previous, newer.header.version,
-                     newer.header.strategy)
+        current = self.predictor.version if self.predictor else 0
+        newer = self.follower.poll(current, self.predictor.dim if self.predictor else self.settings.input_dim)
+        if newer is None:
+            return
+        self.predictor = Predictor(newer, self.settings.device)
+        self.metrics.version.set(newer.header.version)
+        log.info("switched from model version %d to %d (%s)", current, newer.header.version, newer.header.strategy)
+        for (topic, partition), offset in self.unlabelled_from.items():  # cold start over: label what was sampled
+            self.consumer.seek(TopicPartition(topic, partition, offset))
+        self.unlabelled_from.clear()
 
     def feed_reservoir(self, ids: list[str], X: np.ndarray) -> None:
         """Offer a ``sample_rate`` share of the batch to the reservoir; never blocks labels on Redis."""
@@ -274,5 +300,8 @@ class Labeler:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for p in partitions:  # their new owner starts from the committed offset
+            self.unlabelled_from.pop((p.topic, p.partition), None)
         log.info("revoked %s (their batches are already committed)",
                  ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+

@@ -189,3 +189,29 @@ def test_updater_killed_mid_update_the_next_takes_over_after_the_lease(loop_serv
     second.stop.set()
     thread.join(30)
     assert second.published == [1]  # ... until it expires; then the next updater publishes
+
+
+def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
+    """No model anywhere: labelers sample the stream, the updater trains v1, then everything is labelled."""
+    config = loop_service
+    config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, input_dim=384, model_dir=""),
+                                 updater=dataclasses.replace(config.updater, update_every=10**6, interval_s=1e6))
+    labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
+                      follower=follower(config), reservoir=Reservoir(redis.Redis(), config.model.name, 300))
+    updater = make_updater(config)
+    threads = [threading.Thread(target=labeler.run, daemon=True), threading.Thread(target=updater.run, daemon=True)]
+    for t in threads:
+        t.start()
+    X, _ = wordnet_slice(classes=6, per_class=60, seed=16)
+    bootstrap = config.kafka["bootstrap.servers"]
+    produce(bootstrap, config.topics.embeddings, [float32_record(f"c{i}", x) for i, x in enumerate(X)])
+    labels = [orjson.loads(m.value()) for m in read_all(bootstrap, config.topics.labels, len(X), timeout=90)]
+    labeler.stop.set()
+    updater.stop.set()
+    for t in threads:
+        t.join(30)
+    assert updater.published == [1]  # only the cold start can run: update_every is out of reach
+    assert sorted({label["id"] for label in labels}) == sorted(f"c{i}" for i in range(len(X)))
+    by_id = {label["id"]: label for label in labels}
+    expected = follower(config).latest().to_model().predict(X)[0]
+    assert all(by_id[f"c{i}"]["version"] == 1 and by_id[f"c{i}"]["cluster"] == expected[i] for i in range(len(X)))
