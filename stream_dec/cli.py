@@ -107,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
                                            "behind the promotion gate. A second updater waits for the lease.")
     loop.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/updater.toml)")
     loop.set_defaults(handler=run_update_loop)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate a config file and print the effective config",
+                                       description="Validate FILE (plus STREAM_DEC_* environment overrides) and "
+                                                   "print the effective configuration as JSON, secrets masked.")
+    check.add_argument("file", type=Path, metavar="FILE")
+    check.set_defaults(handler=run_config_check)
     return parser
 
 
@@ -185,6 +193,12 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     plots = plot_steps(results, args.out)
     print(table, file=sys.stderr)
     return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
+
+
+def run_config_check(args: argparse.Namespace) -> dict:
+    from stream_dec.config import masked
+
+    return masked(load_config(args.file))
 
 
 def run_serve(args: argparse.Namespace) -> None:

@@ -21,7 +21,10 @@ stream_dec.errors.ConfigError: inline: unknown key 'model.latnt_dim' (expected o
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -452,19 +455,92 @@ def kafka_settings(config: Config, role: Literal["consumer", "producer", "admin"
     return {**shared, **(own if isinstance(own, dict) else {})}
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Read and validate a TOML config file; ``None`` gives the defaults."""
-    if path is None:
-        return Config()
-    path = Path(path)
+ENV_PREFIX = "STREAM_DEC_"
+SECRET_WORDS = ("password", "secret", "token", "jaas", "ssl.key")
+
+
+def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a TOML config file (``None``: the defaults), then apply overrides.
+
+    Any key can be overridden from the environment, which is where secrets belong:
+    ``STREAM_DEC_<SECTION>__<KEY>`` (``__`` between levels, case-insensitive), e.g.
+    ``STREAM_DEC_REDIS__PASSWORD`` or ``STREAM_DEC_LABELER__MAX_BATCH=4096``. Under
+    ``[kafka]`` the underscores of a key become dots (librdkafka's names have none):
+    ``STREAM_DEC_KAFKA__SASL_PASSWORD`` sets ``sasl.password`` and
+    ``STREAM_DEC_KAFKA__CONSUMER__SESSION_TIMEOUT_MS`` sets ``[kafka.consumer]
+    session.timeout.ms``.
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path, source = Path(path), str(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    overrides = _environment_overrides(os.environ if environ is None else environ)
+    for keys, raw in overrides:
+        _set_override(data, keys, raw)
+    return config_from_mapping(data, source=source + (" + environment" if overrides else ""))
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> list[tuple[list[str], str]]:
+    found = []
+    for name, raw in sorted(environ.items()):
+        if name.upper().startswith(ENV_PREFIX):
+            keys = [part.lower() for part in name[len(ENV_PREFIX):].split("__")]
+            if keys[0] == "kafka":
+                keys = keys[:-1] + [keys[-1].replace("_", ".")]
+            found.append((keys, raw))
+    return found
+
+
+def _set_override(data: dict, keys: list[str], raw: str) -> None:
+    """Put ``raw`` at ``keys``, typed like the field it replaces (strings stay strings)."""
+    hint: Any = Config
+    table = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        hints = typing.get_type_hints(hint) if dataclasses.is_dataclass(hint) else {}
+        field_hint = hints.get(key)
+        if last:
+            table[key] = _typed_env_value(raw, field_hint)
+        else:
+            table = table.setdefault(key, {})
+            hint = field_hint if field_hint is not None and dataclasses.is_dataclass(field_hint) else None
+
+
+def _typed_env_value(raw: str, hint: Any) -> Any:
+    if hint is str or hint is None:
+        return raw  # unknown targets ([kafka] values) stay strings: librdkafka parses them
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return config_from_mapping(data, source=str(path))
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw  # the typed check names the key and what it expects
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """The config as plain data with secret values replaced by ``"***"``.
+
+    >>> masked(config_from_mapping({"redis": {"password": "hunter2"}}, source="x"))["redis"]["password"]
+    '***'
+    """
+    def walk(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [walk(v) for v in value]
+        if isinstance(value, str) and value and any(word in key.lower() for word in SECRET_WORDS):
+            return "***"
+        if isinstance(value, str) and "://" in value and "@" in value:
+            scheme, rest = value.split("://", 1)
+            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return value
+
+    return walk(dataclasses.asdict(config))
 
 
 def config_from_mapping(data: Mapping[str, Any], *, source: str) -> Config:

@@ -38,6 +38,7 @@ class Updater:
 
     def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, producer: Producer,
                  follower: VersionFollower, seed: int = 0) -> None:
+        """``cycles``, ``published`` and ``rejections`` record what this updater did."""
         self.config = config
         self.reservoir, self.lease, self.producer, self.follower = reservoir, lease, producer, follower
         self.rng = np.random.default_rng(seed)
@@ -45,6 +46,8 @@ class Updater:
         self.current: ModelVersion | None = None
         self.last_update = time.monotonic()
         self.published: list[int] = []
+        self.cycles = 0
+        self.rejections: list[str] = []
 
     def run(self) -> None:
         """Loop until :attr:`stop` is set; release the lease on the way out."""
@@ -84,6 +87,7 @@ class Updater:
     def update(self) -> ModelVersion | None:
         """One update cycle (steps 3-4); returns the published version, if any."""
         self.last_update = time.monotonic()
+        self.cycles += 1
         fraction = self.config.reservoir.replace_fraction if self.current else 1.0
         kept, total = self.reservoir.cycle(fraction, self.rng)
         window = self.reservoir.window()
@@ -116,6 +120,7 @@ class Updater:
         if report.loss > report.previous_loss:
             reasons.append(f"DEC loss {report.loss:.5f} worse than the current version's {report.previous_loss:.5f}")
         if reasons:
+            self.rejections.append("; ".join(reasons))
             log.warning("update rejected by the promotion gate, keeping version %d: %s",
                         self.current.header.version, "; ".join(reasons))
             return None

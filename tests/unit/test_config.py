@@ -61,3 +61,34 @@ def test_load_errors(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.toml")), ids=lambda p: p.name)
 def test_every_shipped_config_file_is_valid(path):
     load_config(path)
+
+
+def test_environment_overrides_any_key_with_the_fields_type(tmp_path):
+    (tmp_path / "c.toml").write_text('[labeler]\nmax_batch = 10\n')
+    config = load_config(tmp_path / "c.toml", environ={
+        "STREAM_DEC_LABELER__MAX_BATCH": "4096", "STREAM_DEC_REDIS__PASSWORD": "12345",
+        "STREAM_DEC_KAFKA__SASL_PASSWORD": "pw", "STREAM_DEC_KAFKA__CONSUMER__SESSION_TIMEOUT_MS": "7000",
+        "STREAM_DEC_MODEL__HIDDEN_DIMS": "[128, 64]", "OTHER": "ignored",
+    })
+    assert config.labeler.max_batch == 4096
+    assert config.redis.password == "12345"  # a str field stays a string
+    assert config.kafka["sasl.password"] == "pw" and config.kafka["consumer"]["session.timeout.ms"] == "7000"
+    assert config.model.hidden_dims == (128, 64)
+
+
+def test_bad_environment_override_names_the_key():
+    with pytest.raises(ConfigError, match="'labeler.max_batch' must be an integer, got 'many'"):
+        load_config(None, environ={"STREAM_DEC_LABELER__MAX_BATCH": "many"})
+    with pytest.raises(ConfigError, match="unknown key 'labeler.max_btch'"):
+        load_config(None, environ={"STREAM_DEC_LABELER__MAX_BTCH": "1"})
+
+
+def test_secrets_are_masked_in_the_effective_config():
+    from stream_dec.config import masked
+
+    config = load_config(None, environ={"STREAM_DEC_REDIS__PASSWORD": "hunter2",
+                                        "STREAM_DEC_KAFKA__SASL_PASSWORD": "pw",
+                                        "STREAM_DEC_REDIS__URL": "redis://:hunter2@cache:6379/0"})
+    shown = masked(config)
+    assert shown["redis"]["password"] == "***" and shown["kafka"]["sasl.password"] == "***"
+    assert shown["redis"]["url"] == "redis://***@cache:6379/0" and "hunter2" not in str(shown)
