@@ -1,0 +1,42 @@
+"""Start-up against bad config and unreachable services: one clear line, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.integration.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def run(*argv, timeout=60):
+    return subprocess.run([sys.executable, "-m", "stream_dec", *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def test_labeler_with_unreachable_broker_exits_with_a_clear_message(tmp_path, model_dir):
+    port = free_port()  # nothing listens there
+    (tmp_path / "c.toml").write_text(f'[kafka]\n"bootstrap.servers" = "127.0.0.1:{port}"\n\n'
+                                     f'[labeler]\nmodel_dir = "{model_dir}"\n')
+    result = run("serve", "--config", str(tmp_path / "c.toml"))
+    assert result.returncode == 2
+    assert f"stream-dec: error: cannot read the versions topic 'centre-versions' at 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_updater_with_unreachable_redis_exits_with_a_clear_message(tmp_path):
+    port = free_port()
+    (tmp_path / "c.toml").write_text(f'[redis]\nurl = "redis://127.0.0.1:{port}/0"\n')
+    result = run("update-loop", "--config", str(tmp_path / "c.toml"))
+    assert result.returncode == 2
+    assert f"stream-dec: error: cannot reach Redis at redis://127.0.0.1:{port}/0" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_config_exits_with_the_file_and_key(tmp_path):
+    (tmp_path / "c.toml").write_text("[labeler]\nmax_batch = -1\n")
+    result = run("serve", "--config", str(tmp_path / "c.toml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"stream-dec: error: {tmp_path / 'c.toml'}: 'labeler.max_batch' must be >= 1, got -1"
