@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -87,15 +87,11 @@ class Delivery:
         A confluent-kafka ``Producer``.
     backoff
         Wait between rounds of re-sending failed records.
-    stopping
-        Returns True when the service is shutting down; failed records are still
-        re-sent (shutdown waits for delivery), but the wait is logged.
     """
 
-    def __init__(self, producer: Producer, backoff: Backoff, stopping: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, producer: Producer, backoff: Backoff) -> None:
         self.producer = producer
         self.backoff = backoff
-        self.stopping = stopping
         self._failed: list[tuple[Record, KafkaError]] = []
 
     def send(self, records: list[Record]) -> None:

@@ -35,7 +35,7 @@ def test_log_soft_assignment_is_stable_far_from_centres():
 
 def test_target_distribution_by_hand():
     q = torch.tensor([[0.6, 0.4], [0.5, 0.5]], dtype=torch.float64)
-    f = q.sum(0)  # [1.1, 0.9]
+    # f_j = q.sum(0) = [1.1, 0.9]
     row0 = torch.tensor([0.36 / 1.1, 0.16 / 0.9], dtype=torch.float64)
     assert torch.allclose(target_distribution(q)[0], row0 / row0.sum())
 
