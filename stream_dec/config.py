@@ -392,6 +392,9 @@ class UpdaterConfig:
         ... or this many seconds passed, whichever first.
     min_initial
         Cold start: samples needed in staging before the first model is trained.
+    max_loss_increase
+        Promotion gate: the DEC loss on the window may exceed the current version's
+        by at most this fraction (absorbs float noise when an update barely moves).
     lease_ttl_ms
         Lifetime of the leader lease; the holder renews it every third of that.
     poll_s
@@ -401,6 +404,7 @@ class UpdaterConfig:
     update_every: int = 5_000
     interval_s: float = 300.0
     min_initial: int = 2_000
+    max_loss_increase: float = 0.001
     lease_ttl_ms: int = 15_000
     poll_s: float = 1.0
 
@@ -408,6 +412,7 @@ class UpdaterConfig:
         require(self.update_every >= 1, "update_every", ">= 1", self.update_every)
         require(self.interval_s > 0, "interval_s", "> 0", self.interval_s)
         require(self.min_initial >= 2, "min_initial", ">= 2", self.min_initial)
+        require(self.max_loss_increase >= 0, "max_loss_increase", ">= 0", self.max_loss_increase)
         require(self.lease_ttl_ms >= 100, "lease_ttl_ms", ">= 100", self.lease_ttl_ms)
         require(self.poll_s > 0, "poll_s", "> 0", self.poll_s)
 

@@ -117,8 +117,8 @@ class Updater:
         update = apply_strategy(strategy, self.current, Window.of(X, retained), limits_of(self.config))
         report = update.report
         reasons = list(report.violations)
-        if report.loss > report.previous_loss:
-            reasons.append(f"DEC loss {report.loss:.5f} worse than the current version's {report.previous_loss:.5f}")
+        if report.loss > report.previous_loss * (1 + self.config.updater.max_loss_increase):
+            reasons.append(f"DEC loss {report.loss:.6f} worse than the current version's {report.previous_loss:.6f}")
         if reasons:
             self.rejections.append("; ".join(reasons))
             log.warning("update rejected by the promotion gate, keeping version %d: %s",

@@ -31,6 +31,14 @@ class VersionRejected(StreamDecError):
     """A version record that must not be used (names the record and why)."""
 
 
+class StaleVersion(VersionRejected):
+    """A valid record whose version is not newer than the one in use."""
+
+    def __init__(self, message: str, version: int, current: int) -> None:
+        super().__init__(message)
+        self.version, self.current = version, current
+
+
 def encode_record(version: ModelVersion) -> bytes:
     """The topic value for ``version``."""
     header, payload = version.to_bytes()
@@ -53,7 +61,8 @@ def decode_record(value: bytes | None, *, source: str, model: str | None = None,
     except CheckpointError as exc:
         raise VersionRejected(str(exc)) from None
     if version.header.version <= current:
-        raise VersionRejected(f"{source}: version {version.header.version} is not newer than {current}")
+        raise StaleVersion(f"{source}: version {version.header.version} is not newer than {current}",
+                           version.header.version, current)
     if dim is not None and version.header.dims[0] != dim:
         raise VersionRejected(f"{source}: input width {version.header.dims[0]}, the labeler expects {dim}")
     return version
@@ -119,7 +128,8 @@ class VersionFollower:
                                  current=current, dim=dim)
         except VersionRejected as exc:
             self.rejected += 1
-            log.warning("rejected version record: %s", exc)
+            known = isinstance(exc, StaleVersion) and exc.version == exc.current  # e.g. our own publish
+            log.log(logging.DEBUG if known else logging.WARNING, "rejected version record: %s", exc)
             return None
 
     def close(self) -> None:
