@@ -119,6 +119,7 @@ def main() -> None:
             time.sleep(1.0)
         total = sum(len(w.rows if i == 0 else w.added) for i, w in enumerate(plan))
         labels = read_labels(bootstrap, config.topics.labels, total)
+        headers = version_headers(config)
     finally:
         labeler.stop.set()
         updater.stop.set()
@@ -127,7 +128,7 @@ def main() -> None:
             t.join(60)
         redis_server.terminate()
         broker.terminate()
-    report(labels, y, updater, switched, published, args)
+    report(labels, y, headers, updater, switched, published, args)
 
 
 def produce_rows(bootstrap: str, topic: str, X: np.ndarray, rows: np.ndarray) -> None:
@@ -172,7 +173,7 @@ def version_headers(config) -> dict:
     return headers
 
 
-def report(labels, y, updater, switched, published, args) -> None:
+def report(labels, y, headers, updater, switched, published, args) -> None:
     print(f"shift scenario, window {args.window}, {args.steps} steps, strategy {args.strategy}: "
           f"{len(labels)} labels, {updater.cycles} update cycles, {len(updater.published)} versions published")
     print("| version | strategy | labels | ACC of labels | agreement | rel. drift max | update s | switch s |")
@@ -180,7 +181,6 @@ def report(labels, y, updater, switched, published, args) -> None:
     by_version: dict[int, list[dict]] = {}
     for label in labels:
         by_version.setdefault(label["version"], []).append(label)
-    headers = version_headers(updater.config)
     nan = float("nan")
     for version in sorted(set(by_version) | set(headers)):
         rows = by_version.get(version, [])
