@@ -108,11 +108,11 @@ def main() -> None:
     try:
         for step, window in enumerate(plan):
             rows = window.rows if step == 0 else window.added
-            cycles = updater.cycles
+            finished = len(updater.published) + len(updater.rejections)
             produce_rows(bootstrap, config.topics.embeddings, X, rows)
             deadline = time.monotonic() + 600
-            while updater.cycles == cycles and time.monotonic() < deadline:
-                time.sleep(0.2)
+            while len(updater.published) + len(updater.rejections) == finished and time.monotonic() < deadline:
+                time.sleep(0.2)  # until this step's update has published or been rejected
             while (updater.published and labeler.predictor is None or
                    labeler.predictor and updater.published and labeler.predictor.version < updater.published[-1]):
                 time.sleep(0.05)
