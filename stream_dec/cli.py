@@ -108,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/updater.toml)")
     loop.set_defaults(handler=run_update_loop)
 
+    demo = commands.add_parser("demo", help="run the whole system locally on a drifting stream",
+                               description="Start a local Kafka-compatible broker (Tansu) and redis-server, replay "
+                                           "real text embeddings with a drifting class mix through a labeler and the "
+                                           "updater, show a live view, then a summary and a PNG plot. Everything "
+                                           "started is stopped at the end, also on Ctrl-C. Needs the 'local' extra.")
+    demo.add_argument("--config", type=Path, default=None,
+                      help="TOML config (default: config/local.toml of this checkout, else the built-in defaults)")
+    demo.add_argument("--data", type=Path, help="labelled .npz (default: the shipped WordNet slice)")
+    demo.add_argument("--window", type=int, default=2000, help="reservoir window (default: 2000)")
+    demo.add_argument("--steps", type=int, default=3, help="drift steps after the first window (default: 3)")
+    demo.add_argument("--out", type=Path, default=Path("stream-dec-demo"), help="where to write the summary and plot")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(handler=run_demo)
+
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_commands.add_parser("check", help="validate a config file and print the effective config",
@@ -193,6 +207,41 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     plots = plot_steps(results, args.out)
     print(table, file=sys.stderr)
     return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
+
+
+DEMO_DATA = Path(__file__).parent / "data" / "wordnet_demo.npz"  # see data/README.md
+LOCAL_CONFIG = Path(__file__).parent.parent / "config" / "local.toml"
+
+
+def run_demo(args: argparse.Namespace) -> dict:
+    from stream_dec.demo import DriftRun, isolated, markdown, plot_versions
+    from stream_dec.local import LocalServices
+
+    config = load_config(args.config or (LOCAL_CONFIG if LOCAL_CONFIG.is_file() else None))
+    data = load_dataset(args.data or DEMO_DATA, require_labels=True)
+    logging.getLogger().setLevel(logging.WARNING)
+
+    def show(status) -> None:
+        print(f"\rstep {status.step} | produced {status.produced:6d} | labelled {status.labelled:6d} | "
+              f"{status.rate:7.0f} labels/s | lag {status.lag:5d} | version {status.version} | "
+              f"rolling ACC {status.rolling_acc:.3f} | agreement {status.agreement:.4f} | "
+              f"drift {status.drift:.4f}   ", end="", file=sys.stderr, flush=True)
+
+    with LocalServices() as services:
+        print(f"local broker {services.bootstrap}, redis {services.redis_url}", file=sys.stderr)
+        run = DriftRun(isolated(config, services.bootstrap, services.redis_url), data.X, data.y,
+                       window=args.window, steps=args.steps, seed=args.seed)
+        rows = run.run(on_status=show)
+    print(file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(rows)
+    (args.out / "summary.md").write_text(table + "\n")
+    plot = plot_versions(rows, args.out / "versions.png")
+    print(table, file=sys.stderr)
+    for reason in run.rejections:
+        print(f"gate kept the current version: {reason}", file=sys.stderr)
+    return {"versions": len(rows), "labels": sum(r.labels for r in rows), "produced": run.produced,
+            "summary": str(args.out / "summary.md"), "plot": str(plot)}
 
 
 def run_config_check(args: argparse.Namespace) -> dict:
@@ -318,6 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StreamDecError as exc:
         print(f"stream-dec: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("stream-dec: interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
     except UpdateRejected as rejected:
         _print_json(rejected.result)
         print(f"stream-dec: update rejected, nothing written: {rejected}", file=sys.stderr)
