@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import orjson
@@ -137,28 +139,61 @@ def serve(config_path, log_path):
                             stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
 
 
-def test_kill_9_mid_stream_then_restart_labels_every_offset(service, tmp_path):
-    config, path = service
+def produce_stream(config, n):
     X, _ = wordnet_slice(classes=6, per_class=100, seed=2)
-    n = 12 * len(X)  # 7,200 inputs over 3 partitions
     records = [float32_record(f"id-{i}", X[i % len(X)]) for i in range(n)]
     produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records, partitioner=lambda i: i % 3)
+
+
+def assert_every_offset_labelled_once_after_dedup(config, labels, n):
+    unique = labels_by_offset(labels)
+    assert set(unique) == {(i % 3, i // 3) for i in range(n)}  # nothing skipped; dedup -> one label each
+    return len(labels) - len(unique)
+
+
+def test_kill_9_three_times_at_random_points_then_restart_labels_every_offset(service, tmp_path):
+    config, path = service
+    n = 7200  # over 3 partitions
+    produce_stream(config, n)
     path.write_text(path.read_text().replace('"max_wait_ms" = 20', '"max_wait_ms" = 20\n"max_batch" = 20'))
-    first = serve(path, tmp_path / "first.log")
-    read_all(config.kafka["bootstrap.servers"], config.topics.labels, 1000, timeout=60)  # mid-stream
+    bootstrap = config.kafka["bootstrap.servers"]
+    rng = np.random.default_rng(7)
+    seen = 0
+    for kill in range(3):
+        process = serve(path, tmp_path / f"run{kill}.log")
+        seen = int(rng.integers(seen + 200, seen + 1500))  # a random point further into the stream
+        read_all(bootstrap, config.topics.labels, seen, timeout=90)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        committed_before = sum(committed(config).values())
+        assert committed_before < n, "the labeler finished before it was killed"
+    last = serve(path, tmp_path / "last.log")
+    labels = read_all(bootstrap, config.topics.labels, n, timeout=120)
+    last.send_signal(signal.SIGTERM)
+    assert last.wait(30) == 0, (tmp_path / "last.log").read_text()[-2000:]
+    duplicates = assert_every_offset_labelled_once_after_dedup(config, labels, n)
+    # duplicates come only from batches past the last commit before each kill (20 x 3 partitions at most)
+    assert duplicates <= 3 * 3 * 20
+    assert sum(committed(config).values()) == n  # SIGTERM committed and left cleanly
+    log = (tmp_path / "last.log").read_text()
+    assert "labeler stopped" in log and "Traceback" not in log
+
+
+def test_two_labelers_one_killed_the_other_takes_its_partitions(service, tmp_path):
+    config, path = service
+    n = 7200
+    path.write_text(path.read_text().replace('"max_wait_ms" = 20', '"max_wait_ms" = 20\n"max_batch" = 20'))
+    first, second = serve(path, tmp_path / "first.log"), serve(path, tmp_path / "second.log")
+    time.sleep(8)  # both joined the group: partitions split between them
+    produce_stream(config, n)
+    bootstrap = config.kafka["bootstrap.servers"]
+    read_all(bootstrap, config.topics.labels, 1000, timeout=60)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    before = committed(config)
-    assert sum(before.values()) < n, "the first labeler finished before it was killed"
-    second = serve(path, tmp_path / "second.log")
-    labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, n, timeout=120)
+    labels = read_all(bootstrap, config.topics.labels, n, timeout=120)  # after the 6 s session timeout
     second.send_signal(signal.SIGTERM)
-    assert second.wait(30) == 0, (tmp_path / "second.log").read_text()[-2000:]
-    unique = labels_by_offset(labels)
-    expected = {(i % 3, i // 3) for i in range(n)}
-    assert set(unique) == expected  # every input offset has a label; dedup gives exactly one each
-    duplicates = len(labels) - len(unique)
-    assert duplicates <= n - sum(before.values())  # duplicates only past the last commit
-    assert sum(committed(config).values()) == n  # SIGTERM committed and left cleanly
-    log = (tmp_path / "second.log").read_text()
-    assert "labeler stopped" in log and "Traceback" not in log
+    assert second.wait(30) == 0
+    # the killed labeler did own partitions, so the survivor had to take them over
+    assert re.search(r"assigned emb-\w+\[\d\]", (tmp_path / "first.log").read_text())
+    assert_every_offset_labelled_once_after_dedup(config, labels, n)
+    assert sum(committed(config).values()) == n
