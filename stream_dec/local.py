@@ -20,22 +20,33 @@ from stream_dec.errors import StreamDecError
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    """Until something listens on 127.0.0.1:``port``; fails early if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise StreamDecError(f"{process.args[0]} exited with status {process.returncode} at start-up")
         try:
             socket.create_connection(("127.0.0.1", port), 0.2).close()
             return
         except OSError:
             time.sleep(0.05)
-    raise StreamDecError(f"{process.args[0]} is not listening on 127.0.0.1:{port} after {timeout}s")
+    raise StreamDecError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def start_tansu(port: int, **popen) -> subprocess.Popen:
+    """The Tansu broker on 127.0.0.1:``port``, listening when this returns."""
+    process = subprocess.Popen([tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
+                                "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+                               stdin=subprocess.DEVNULL, **popen)
+    wait_for_port(port, process)
+    return process
 
 
 def tansu_binary() -> str:
@@ -76,8 +87,8 @@ class LocalServices:
     def __enter__(self) -> LocalServices:
         try:
             kafka_port, redis_port = free_port(), free_port()
-            self._start([tansu_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{kafka_port}",
-                         "--advertised-listener-url", f"tcp://127.0.0.1:{kafka_port}"], kafka_port, "tansu.log")
+            log = (self.folder / "tansu.log").open("w")
+            self.processes.append(start_tansu(kafka_port, stdout=log, stderr=subprocess.STDOUT))
             self._start([redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(self.folder),
                          "--save", "", "--appendonly", "yes"], redis_port, "redis.log")
         except BaseException:

