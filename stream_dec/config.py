@@ -129,8 +129,8 @@ class TrainConfig:
         require(self.reconstruction_weight >= 0, "reconstruction_weight", ">= 0", self.reconstruction_weight)
 
 
-STRATEGIES = ("translate", "refit", "ewc", "retrain", "frozen")
 Strategy = Literal["translate", "refit", "ewc", "retrain", "frozen"]
+STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,14 @@ Examples
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 Scenario = Literal["replace-half", "shift"]
-SCENARIOS = ("replace-half", "shift")
+SCENARIOS: tuple[str, ...] = typing.get_args(Scenario)
 
 
 @dataclass(frozen=True)
