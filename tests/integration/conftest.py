@@ -100,24 +100,47 @@ def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes 
     assert producer.flush(30) == 0
 
 
-def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, committed_only: bool = False) -> list:
+def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, committed_only: bool = False,
+             distinct=None) -> list:
     """Read a topic from the start until ``expected`` records arrived (or the timeout).
 
     Partitions are assigned directly (no consumer group, so no join delay).
-    ``committed_only`` reads with ``isolation.level = read_committed``.
+    ``committed_only`` reads with ``isolation.level = read_committed``. ``distinct`` (a
+    function of a message) counts distinct keys instead of records, for topics that may
+    hold duplicates: reading stops once ``expected`` different keys arrived.
     """
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
                          "enable.auto.commit": False,
                          "isolation.level": "read_committed" if committed_only else "read_uncommitted"})
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    records, deadline = [], time.monotonic() + timeout
-    while len(records) < expected and time.monotonic() < deadline:
+    records, keys, deadline = [], set(), time.monotonic() + timeout
+    while (len(keys) if distinct else len(records)) < expected and time.monotonic() < deadline:
         for message in consumer.consume(10_000, 0.5):
             if message.error() is None:
                 records.append(message)
+                if distinct:
+                    keys.add(distinct(message))
     consumer.close()
     return records
+
+
+def wait_for_records(bootstrap: str, topic: str, count: int, timeout: float = 90.0) -> int:
+    """Wait until ``topic`` holds at least ``count`` records (its high watermarks, polled every 5 ms).
+
+    Reacts within milliseconds, unlike reading the records, so a fault injected right after
+    lands mid-stream. Returns the count seen.
+    """
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"watch-{uuid.uuid4().hex}"})
+    partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+    deadline, total = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline:
+        total = sum(consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
+        if total >= count:
+            break
+        time.sleep(0.005)
+    consumer.close()
+    return total
 
 
 def float32_record(key: str, vector: np.ndarray):

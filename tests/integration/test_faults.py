@@ -84,7 +84,8 @@ def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir):
         time.sleep(10)
         broker.send_signal(signal.SIGCONT)
         produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
-        labels = read_all(bootstrap, config.topics.labels, 1200, timeout=120)
+        labels = read_all(bootstrap, config.topics.labels, 1200, timeout=120,
+                          distinct=lambda m: orjson.loads(m.value())["id"])
         assert running.thread.is_alive()
         running.stop()
         ids = {orjson.loads(m.value())["id"] for m in labels}
