@@ -7,7 +7,10 @@ taken by another) cannot extend or delete the new holder's lease.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from collections.abc import Iterator
 
 import redis
 
@@ -31,6 +34,33 @@ class Lease:
     def renew(self) -> bool:
         """Extend our lease; False if it is no longer ours."""
         return bool(self._renew(keys=[self.key], args=[self.token, self.ttl_ms]))
+
+    @contextlib.contextmanager
+    def kept(self) -> Iterator[threading.Event]:
+        """Renew the lease every third of its lifetime while the block runs (a long update).
+
+        Yields an event that is set once a renewal finds the lease gone. A Redis error
+        during renewal is retried at the next tick; the holder checks :meth:`renew` again
+        before acting on the lease anyway.
+        """
+        lost, done = threading.Event(), threading.Event()
+
+        def renew_until_done() -> None:
+            while not done.wait(self.ttl_ms / 3000):
+                try:
+                    if not self.renew():
+                        lost.set()
+                        return
+                except redis.RedisError:
+                    continue
+
+        thread = threading.Thread(target=renew_until_done, name="lease-renewal", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            done.set()
+            thread.join()
 
     def release(self) -> None:
         self._release(keys=[self.key], args=[self.token])

@@ -12,6 +12,8 @@ Each pass of :meth:`Updater.run`:
      than the current version's;
 4. renew the lease, then publish the new version; a failed gate keeps the current
    version and logs why.
+
+A broker or Redis outage is logged and retried with backoff (see :meth:`Updater.run`).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import threading
 import time
 
 import numpy as np
-from confluent_kafka import Producer
+import redis
+from confluent_kafka import KafkaException, Producer
 
 from stream_dec.config import Config
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.stream.kafka import Backoff
 from stream_dec.stream.lease import Lease
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.versions import VersionFollower, publish
@@ -50,23 +54,41 @@ class Updater:
         self.rejections: list[str] = []
 
     def run(self) -> None:
-        """Loop until :attr:`stop` is set; release the lease on the way out."""
+        """Loop until :attr:`stop` is set; release the lease on the way out.
+
+        An unreachable broker or Redis is logged and retried with backoff: the updater
+        never exits for it. A version whose publication failed is not adopted; if its
+        record still lands, the next catch-up adopts it (first record of a number wins
+        everywhere, since every reader follows the topic in order).
+        """
+        poll_ms = int(self.config.updater.poll_s * 1000)
+        backoff = Backoff(max(poll_ms, 1), max(poll_ms, 30_000))
         waiting_logged = False
         try:
             while not self.stop.is_set():
-                if not self.lease.acquire():
-                    if not waiting_logged:
-                        log.info("another updater holds the lease (%s); waiting", self.lease.holder())
-                        waiting_logged = True
+                try:
+                    if not self.lease.acquire():
+                        if not waiting_logged:
+                            log.info("another updater holds the lease (%s); waiting", self.lease.holder())
+                            waiting_logged = True
+                        self.stop.wait(self.config.updater.poll_s)
+                        continue
+                    waiting_logged = False
+                    self.catch_up()
+                    if self.due():
+                        self.update()
+                    backoff.reset()
                     self.stop.wait(self.config.updater.poll_s)
-                    continue
-                waiting_logged = False
-                self.catch_up()
-                if self.due():
-                    self.update()
-                self.stop.wait(self.config.updater.poll_s)
+                except (KafkaException, redis.RedisError) as exc:
+                    delay = backoff.next_delay()
+                    log.warning("%s unavailable (%s); retrying in %.1fs",
+                                "Redis" if isinstance(exc, redis.RedisError) else "Kafka", exc, delay)
+                    self.stop.wait(delay)
         finally:
-            self.lease.release()
+            try:
+                self.lease.release()
+            except redis.RedisError as exc:
+                log.warning("could not release the lease (%s); it expires by itself", exc)
 
     def catch_up(self) -> None:
         """Adopt the newest valid version on the topic (another updater may have published)."""
@@ -93,12 +115,15 @@ class Updater:
         window = self.reservoir.window()
         log.info("update cycle: window of %d (%d retained)", total, kept)
         started = time.perf_counter()
-        candidate = self._cold_start(window.X) if self.current is None else self._continual(window.X, window.retained)
+        with self.lease.kept() as lost:  # training may outlast the lease's lifetime
+            candidate = (self._cold_start(window.X) if self.current is None
+                         else self._continual(window.X, window.retained))
         if candidate is None:
             return None
-        if not self.lease.renew():
+        if lost.is_set() or not self.lease.renew():
             log.warning("lost the lease during the update; version %d not published", candidate.header.version)
             return None
+        log.info("publishing version %d", candidate.header.version)
         publish(self.producer, self.config.topics.versions, self.config.model.name, candidate)
         self.current = candidate
         self.published.append(candidate.header.version)
@@ -108,8 +133,8 @@ class Updater:
 
     def _cold_start(self, X: np.ndarray) -> ModelVersion:
         model, report = fit_dec(X, self.config.model, self.config.train, self.config.model.clusters)
-        return ModelVersion.from_model(model, version=1, strategy="train",
-                                       metrics={"loss": report.self_train.loss, "seconds": sum(report.seconds.values())})
+        metrics = {"loss": report.self_train.loss, "seconds": sum(report.seconds.values())}
+        return ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics)
 
     def _continual(self, X: np.ndarray, retained: np.ndarray) -> ModelVersion | None:
         strategy = make_strategy(self.config.update.strategy, self.config,

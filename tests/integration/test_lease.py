@@ -1,0 +1,46 @@
+"""The updater lease against the real Redis: one holder, renewed while a long update runs."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+import redis
+
+from stream_dec.stream.lease import Lease
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture()
+def key():
+    name = f"stream-dec:test-lease:{uuid.uuid4().hex}"
+    yield name
+    redis.Redis().delete(name)
+
+
+def test_one_holder_and_the_lease_expires_without_renewal(key):
+    first, second = Lease(redis.Redis(), key, 300), Lease(redis.Redis(), key, 300)
+    assert first.acquire() and not second.acquire()
+    time.sleep(0.4)
+    assert not first.renew() and second.acquire()
+
+
+def test_kept_renews_through_a_block_longer_than_the_lifetime(key):
+    lease, rival = Lease(redis.Redis(), key, 300), Lease(redis.Redis(), key, 300)
+    assert lease.acquire()
+    with lease.kept() as lost:
+        time.sleep(1.0)  # > 3 lifetimes
+        assert not rival.acquire()
+    assert not lost.is_set() and lease.renew()
+
+
+def test_kept_reports_a_lease_taken_by_another_holder(key):
+    lease, rival = Lease(redis.Redis(), key, 300), Lease(redis.Redis(), key, 300)
+    assert lease.acquire()
+    with lease.kept() as lost:
+        redis.Redis().delete(key)  # e.g. expired during a long pause of this process
+        assert rival.acquire()
+        assert lost.wait(1.0)
+    assert not lease.renew() and lease.holder() == rival.token
