@@ -11,6 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
+def pytest_addoption(parser):
+    group = parser.getgroup("stream-dec reliability report (tests marked `reliability`)")
+    group.addoption("--reliability-runs", type=int, default=1, metavar="N",
+                    help="run every fault test N times, each with other random points (default 1)")
+    group.addoption("--reliability-report", metavar="PATH",
+                    help="also write the reliability table (markdown) to PATH")
+
+
 def wordnet_slice(classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` real WordNet embeddings from each of the first ``classes`` classes."""
     with np.load(DATA / "wordnet_nouns.npz") as archive:

@@ -96,14 +96,18 @@ class Delivery:
 
     def send(self, records: list[Record]) -> None:
         """Produce ``records``; return when every one has been acknowledged."""
-        pending = records
+        pending, started, waited = records, time.monotonic(), False
         while pending:
             self._failed = []
             for record in pending:
                 self._produce(record)
             while self.producer.flush(1.0) > 0:
                 log.warning("waiting for the broker to acknowledge %d records", len(self.producer))
+                waited = True
             if not self._failed:
+                if waited:
+                    log.warning("the broker acknowledged the batch after %.1fs; resuming",
+                                time.monotonic() - started)
                 self.backoff.reset()
                 return
             pending = [record for record, _ in self._failed]

@@ -20,8 +20,38 @@ from stream_dec.local import free_port, start_tansu, wait_for_port  # noqa: F401
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.stream.kafka import ensure_topics
 from tests.conftest import wordnet_slice
+from tests.integration.reliability import Row, table
 
 FAST_CONSUMER = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+ROWS = pytest.StashKey[list]()
+
+
+def pytest_configure(config):
+    config.stash[ROWS] = []
+
+
+def pytest_generate_tests(metafunc):
+    """Fault tests take ``reliability_run``: 0 .. --reliability-runs - 1, a seed for their random points."""
+    if "reliability_run" in metafunc.fixturenames:
+        metafunc.parametrize("reliability_run", range(metafunc.config.getoption("reliability_runs")))
+
+
+@pytest.fixture()
+def reliability(request):
+    """``reliability(row)`` adds a :class:`Row` to the session's reliability report."""
+    return request.config.stash[ROWS].append
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    rows: list[Row] = config.stash.get(ROWS, [])
+    if not rows:
+        return
+    terminalreporter.write_sep("=", "reliability report")
+    terminalreporter.write_line(table(rows))
+    if config.getoption("reliability_report"):
+        Path(config.getoption("reliability_report")).write_text(table(rows) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -86,18 +116,26 @@ def to_toml(data: dict, prefix: str = "") -> str:
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes | None, list | None]],
-            partitioner=None) -> None:
-    """Produce (key, value, headers) records and wait for every acknowledgement."""
+            partitioner=None) -> set[tuple[int, int]]:
+    """Produce (key, value, headers) records, wait for every acknowledgement; their (partition, offset)s."""
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "message.max.bytes": 20_000_000})
+    delivered = set()
+
+    def acknowledged(error, message):
+        assert error is None, error
+        delivered.add((message.partition(), message.offset()))
+
     for i, (key, value, headers) in enumerate(records):
         kwargs = {"partition": partitioner(i)} if partitioner else {}
         while True:
             try:
-                producer.produce(topic, value, key, headers=headers, **kwargs)
+                producer.produce(topic, value, key, headers=headers, on_delivery=acknowledged, **kwargs)
                 break
             except BufferError:
                 producer.poll(0.1)
     assert producer.flush(30) == 0
+    assert len(delivered) == len(records)
+    return delivered
 
 
 def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, committed_only: bool = False,

@@ -16,13 +16,23 @@ import redis
 from stream_dec.stream.kafka import ensure_topics
 from stream_dec.stream.reservoir import Reservoir
 from tests.conftest import wordnet_slice
-from tests.integration.conftest import float32_record, free_port, produce, read_all, start_tansu, wait_for_port
+from tests.integration.conftest import (
+    float32_record,
+    free_port,
+    produce,
+    read_all,
+    start_tansu,
+    wait_for_port,
+    wait_for_records,
+)
+from tests.integration.reliability import account
 from tests.integration.test_labeler import Running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
-def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service, tmp_path):
+def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service, tmp_path, reliability,
+                                                                         reliability_run):
     config, _ = service
     port = free_port()
     command = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
@@ -33,18 +43,18 @@ def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service,
                                  labeler=dataclasses.replace(config.labeler, retry_backoff_max_ms=200))
     client = redis.Redis("127.0.0.1", port, socket_timeout=0.5, socket_connect_timeout=0.5)
     reservoir = Reservoir(client, "faults", capacity=10_000)
-    X, _ = wordnet_slice(classes=6, per_class=100, seed=21)
+    X, _ = wordnet_slice(classes=6, per_class=100, seed=21 + reliability_run)
     bootstrap = config.kafka["bootstrap.servers"]
     running = Running(config, reservoir=reservoir)
     try:
-        produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
+        inputs = produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
         assert len(read_all(bootstrap, config.topics.labels, 600)) == 600
         assert reservoir.sizes()["seen"] == 600
         reservoir.cycle(0.5, np.random.default_rng(0))
         window = reservoir.window().ids
         server.kill()  # Redis gone mid-stream
         server.wait()
-        produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
+        inputs |= produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
         assert len(read_all(bootstrap, config.topics.labels, 1200)) == 1200  # labels keep flowing
         deadline = time.monotonic() + 10  # the write is attempted after delivery, before the commit
         while running.labeler.metrics.samples_skipped._value.get() == 0 and time.monotonic() < deadline:
@@ -54,8 +64,11 @@ def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service,
         wait_for_port(port)
         assert reservoir.window().ids == window  # the window survived (AOF)
         time.sleep(0.5)  # past the reservoir retry backoff
-        produce(bootstrap, config.topics.embeddings, [float32_record(f"c{i}", x) for i, x in enumerate(X)])
-        assert len(read_all(bootstrap, config.topics.labels, 1800)) == 1800
+        inputs |= produce(bootstrap, config.topics.embeddings, [float32_record(f"c{i}", x) for i, x in enumerate(X)])
+        labels = read_all(bootstrap, config.topics.labels, 1800)
+        reliability(account("Redis killed mid-stream, restarted (AOF)", inputs, labels,
+                            crashes=not running.thread.is_alive()))
+        assert len(labels) == 1800
         assert reservoir.sizes()["seen"] > 0  # writes resumed
     finally:
         running.stop()
@@ -63,7 +76,7 @@ def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service,
         server.wait()
 
 
-def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir):
+def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir, reliability, reliability_run, caplog):
     from stream_dec.config import config_from_mapping
 
     port = free_port()
@@ -71,25 +84,30 @@ def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir):
     bootstrap = f"127.0.0.1:{port}"
     config = config_from_mapping({
         "kafka": {"bootstrap.servers": bootstrap, "consumer": {"session.timeout.ms": 30000}},
-        "labeler": {"model_dir": str(model_dir), "max_wait_ms": 20, "max_batch": 100, "device": "cpu"},
+        "labeler": {"model_dir": str(model_dir), "max_wait_ms": 20, "max_batch": 20, "device": "cpu"},
         "log": {"format": "text"},
     }, source="test")
     ensure_topics(config)
-    X, _ = wordnet_slice(classes=6, per_class=100, seed=22)
+    X, _ = wordnet_slice(classes=6, per_class=100, seed=22 + reliability_run)
+    n = 6000
     try:
-        produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
+        inputs = produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", X[i % len(X)]) for i in range(n)])
         running = Running(config)
-        read_all(bootstrap, config.topics.labels, 200)
-        broker.send_signal(signal.SIGSTOP)  # mid-stream
+        at = int(np.random.default_rng(reliability_run).integers(200, 2000))
+        wait_for_records(bootstrap, config.topics.labels, at)
+        broker.send_signal(signal.SIGSTOP)  # mid-stream: the batch in flight waits for its acknowledgement
         time.sleep(10)
         broker.send_signal(signal.SIGCONT)
-        produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
-        labels = read_all(bootstrap, config.topics.labels, 1200, timeout=120,
+        labels = read_all(bootstrap, config.topics.labels, n, timeout=120,
                           distinct=lambda m: orjson.loads(m.value())["id"])
+        reliability(account("broker paused (SIGSTOP) 10 s, resumed", inputs, labels,
+                            crashes=not running.thread.is_alive()))
         assert running.thread.is_alive()
         running.stop()
-        ids = {orjson.loads(m.value())["id"] for m in labels}
-        assert ids == {f"{p}{i}" for p in "ab" for i in range(len(X))}  # nothing lost
+        assert {orjson.loads(m.value())["id"] for m in labels} == {f"a{i}" for i in range(n)}  # nothing lost
+        said = [r.getMessage() for r in caplog.records if r.name.startswith("stream_dec")]
+        assert any("waiting for the broker to acknowledge" in line for line in said)  # the log says what happened
+        assert any("the broker acknowledged the batch after" in line for line in said)
     finally:
         broker.send_signal(signal.SIGCONT)
         broker.terminate()

@@ -10,9 +10,10 @@ import pytest
 
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import float32_record, json_record, produce, read_all
+from tests.integration.reliability import account, dead_offset, source_offset
 from tests.integration.test_labeler import Running
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 CONTENT_TYPES = [b"application/json", b"application/x-float32", b"text/plain", b"", b"application/JSON", None]
 
@@ -54,9 +55,9 @@ def hostile(rng: np.random.Generator, good: np.ndarray, i: int):
     return key, value, headers
 
 
-def test_fuzzed_payloads_are_dead_lettered_and_good_ones_labelled(service):
+def test_fuzzed_payloads_are_dead_lettered_and_good_ones_labelled(service, reliability, reliability_run):
     config, _ = service
-    rng = np.random.default_rng(2026)
+    rng = np.random.default_rng(2026 + reliability_run)
     good, _ = wordnet_slice(classes=6, per_class=100, seed=17)
     records, good_keys = [], set()
     for i in range(10_000):
@@ -65,7 +66,7 @@ def test_fuzzed_payloads_are_dead_lettered_and_good_ones_labelled(service):
             record = (float32_record if i % 2 else json_record)(f"good-{i}", good[i % len(good)])
             records.append(record)
             good_keys.add(record[0])
-    produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
+    inputs = produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
     running = Running(config)
     bootstrap = config.kafka["bootstrap.servers"]
     deadline = time.monotonic() + 180
@@ -74,13 +75,13 @@ def test_fuzzed_payloads_are_dead_lettered_and_good_ones_labelled(service):
         dead = read_all(bootstrap, config.topics.dead_letters, len(records), timeout=2)
         if len(labels) + len(dead) >= len(records) or time.monotonic() > deadline:
             break
+    reliability(account("hostile input: 10,000 fuzzed payloads + 2,000 good", inputs, labels, dead,
+                        crashes=not running.thread.is_alive()))
     assert running.thread.is_alive()  # no crash
     running.stop()
-    labelled = {(orjson.loads(m.value())["source"]["partition"], orjson.loads(m.value())["source"]["offset"])
-                for m in labels}
-    dead_offsets = {(int(dict(m.headers())["source-partition"]), int(dict(m.headers())["source-offset"]))
-                    for m in dead}
-    assert len(labelled) + len(dead_offsets) == len(records)  # every input is accounted for ...
+    labelled = {source_offset(m) for m in labels}
+    dead_offsets = {dead_offset(m) for m in dead}
+    assert labelled | dead_offsets == inputs  # every input is accounted for ...
     assert not labelled & dead_offsets  # ... exactly once
     assert {m.key() for m in labels} >= good_keys  # every good one is labelled
     assert all(dict(m.headers())["error"] for m in dead)

@@ -21,6 +21,7 @@ from stream_dec.stream.kafka import consumer_settings, producer_settings
 from stream_dec.stream.labeler import Labeler
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import float32_record, json_record, produce, read_all, wait_for_records
+from tests.integration.reliability import account, source_offset
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +40,6 @@ class Running:
         self.labeler.stop.set()
         self.thread.join(30)
         assert not self.thread.is_alive()
-
-
-def source_offset(message):
-    """(partition, offset) of the input a label message answers: the downstream dedup key."""
-    source = orjson.loads(message.value())["source"]
-    return source["partition"], source["offset"]
-
-
-def labels_by_offset(messages):
-    return {source_offset(m): orjson.loads(m.value()) for m in messages}
 
 
 def committed(config, partitions=3):
@@ -145,22 +136,23 @@ def serve(config_path, log_path):
 def produce_stream(config, n):
     X, _ = wordnet_slice(classes=6, per_class=100, seed=2)
     records = [float32_record(f"id-{i}", X[i % len(X)]) for i in range(n)]
-    produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records, partitioner=lambda i: i % 3)
+    return produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records, partitioner=lambda i: i % 3)
 
 
-def assert_every_offset_labelled_once_after_dedup(config, labels, n):
-    unique = labels_by_offset(labels)
-    assert set(unique) == {(i % 3, i // 3) for i in range(n)}  # nothing skipped; dedup -> one label each
-    return len(labels) - len(unique)
+def crashes(*logs) -> int:
+    """Tracebacks in the labelers' logs (the injected kills leave none)."""
+    return sum(log.read_text().count("Traceback") for log in logs)
 
 
-def test_kill_9_three_times_at_random_points_then_restart_labels_every_offset(service, tmp_path):
+@pytest.mark.reliability
+def test_kill_9_three_times_at_random_points_then_restart_labels_every_offset(service, tmp_path, reliability,
+                                                                                reliability_run):
     config, path = service
     n = 7200  # over 3 partitions
-    produce_stream(config, n)
+    inputs = produce_stream(config, n)
     path.write_text(path.read_text().replace('"max_wait_ms" = 20', '"max_wait_ms" = 20\n"max_batch" = 20'))
     bootstrap = config.kafka["bootstrap.servers"]
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(7 + reliability_run)
     seen, commits_at_kill = 0, []
     for kill in range(3):
         process = serve(path, tmp_path / f"run{kill}.log")
@@ -173,8 +165,12 @@ def test_kill_9_three_times_at_random_points_then_restart_labels_every_offset(se
     last = serve(path, tmp_path / "last.log")
     labels = read_all(bootstrap, config.topics.labels, n, timeout=120, distinct=source_offset)
     last.send_signal(signal.SIGTERM)
-    assert last.wait(30) == 0, (tmp_path / "last.log").read_text()[-2000:]
-    assert_every_offset_labelled_once_after_dedup(config, labels, n)
+    exit_code = last.wait(30)
+    logs = [tmp_path / f"run{kill}.log" for kill in range(3)] + [tmp_path / "last.log"]
+    reliability(account("labeler kill -9 x3 at random points, restarted", inputs, labels,
+                        crashes=crashes(*logs) + (exit_code != 0)))
+    assert exit_code == 0, (tmp_path / "last.log").read_text()[-2000:]
+    assert {source_offset(m) for m in labels} == inputs  # nothing skipped
     # a batch (20 records) is committed before the next is consumed, so a duplicate can only be
     # an offset of the one batch past the last commit before some kill
     counts = Counter(source_offset(m) for m in labels)
@@ -186,22 +182,26 @@ def test_kill_9_three_times_at_random_points_then_restart_labels_every_offset(se
     assert "labeler stopped" in log and "Traceback" not in log
 
 
-def test_two_labelers_one_killed_the_other_takes_its_partitions(service, tmp_path):
+@pytest.mark.reliability
+def test_two_labelers_one_killed_the_other_takes_its_partitions(service, tmp_path, reliability, reliability_run):
     config, path = service
     n = 7200
     path.write_text(path.read_text().replace('"max_wait_ms" = 20', '"max_wait_ms" = 20\n"max_batch" = 20'))
     first, second = serve(path, tmp_path / "first.log"), serve(path, tmp_path / "second.log")
     time.sleep(8)  # both joined the group: partitions split between them
-    produce_stream(config, n)
+    inputs = produce_stream(config, n)
     bootstrap = config.kafka["bootstrap.servers"]
-    read_all(bootstrap, config.topics.labels, 1000, timeout=60)
+    wait_for_records(bootstrap, config.topics.labels, int(np.random.default_rng(reliability_run).integers(500, 2000)))
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     # after the 6 s session timeout; duplicates count once, or reading stops before the last inputs
     labels = read_all(bootstrap, config.topics.labels, n, timeout=120, distinct=source_offset)
     second.send_signal(signal.SIGTERM)
-    assert second.wait(30) == 0
+    exit_code = second.wait(30)
+    reliability(account("two labelers, one killed (kill -9)", inputs, labels,
+                        crashes=crashes(tmp_path / "first.log", tmp_path / "second.log") + (exit_code != 0)))
+    assert exit_code == 0
     # the killed labeler did own partitions, so the survivor had to take them over
     assert re.search(r"assigned emb-\w+\[\d\]", (tmp_path / "first.log").read_text())
-    assert_every_offset_labelled_once_after_dedup(config, labels, n)
+    assert {source_offset(m) for m in labels} == inputs  # nothing skipped
     assert sum(committed(config).values()) == n

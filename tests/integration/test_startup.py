@@ -8,15 +8,24 @@ import sys
 import pytest
 
 from tests.integration.conftest import free_port
+from tests.integration.reliability import Row
 
-pytestmark = pytest.mark.integration
-
-
-def run(*argv, timeout=60):
-    return subprocess.run([sys.executable, "-m", "stream_dec", *argv], capture_output=True, text=True, timeout=timeout)
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 
-def test_labeler_with_unreachable_broker_exits_with_a_clear_message(tmp_path, model_dir):
+@pytest.fixture()
+def run(reliability):
+    """Run the CLI; each start-up is one reliability row (a crash: a traceback or an exit code other than 2)."""
+    def run(*argv, timeout=60):
+        result = subprocess.run([sys.executable, "-m", "stream_dec", *argv], capture_output=True, text=True,
+                                timeout=timeout)
+        reliability(Row("start-up: bad config, unreachable broker, unreachable Redis",
+                        crashes=int("Traceback" in result.stderr or result.returncode != 2)))
+        return result
+    return run
+
+
+def test_labeler_with_unreachable_broker_exits_with_a_clear_message(run, tmp_path, model_dir):
     port = free_port()  # nothing listens there
     (tmp_path / "c.toml").write_text(f'[kafka]\n"bootstrap.servers" = "127.0.0.1:{port}"\n\n'
                                      f'[labeler]\nmodel_dir = "{model_dir}"\n')
@@ -26,7 +35,7 @@ def test_labeler_with_unreachable_broker_exits_with_a_clear_message(tmp_path, mo
     assert "Traceback" not in result.stderr
 
 
-def test_updater_with_unreachable_redis_exits_with_a_clear_message(tmp_path):
+def test_updater_with_unreachable_redis_exits_with_a_clear_message(run, tmp_path):
     port = free_port()
     (tmp_path / "c.toml").write_text(f'[redis]\nurl = "redis://127.0.0.1:{port}/0"\n')
     result = run("update-loop", "--config", str(tmp_path / "c.toml"))
@@ -35,7 +44,7 @@ def test_updater_with_unreachable_redis_exits_with_a_clear_message(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_bad_config_exits_with_the_file_and_key(tmp_path):
+def test_bad_config_exits_with_the_file_and_key(run, tmp_path):
     (tmp_path / "c.toml").write_text("[labeler]\nmax_batch = -1\n")
     result = run("serve", "--config", str(tmp_path / "c.toml"))
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -23,14 +23,23 @@ from stream_dec.continual import Limits, Window, apply_strategy
 from stream_dec.continual.translate import Translate
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.predictor import Predictor
-from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, producer_settings
+from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
 from stream_dec.stream.lease import Lease
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.updater import Updater
-from stream_dec.stream.versions import MAGIC, VersionFollower, encode_record, publish
+from stream_dec.stream.versions import MAGIC, VersionFollower, VersionRejected, decode_record, encode_record, publish
 from tests.conftest import wordnet_slice
-from tests.integration.conftest import float32_record, produce, read_all
+from tests.integration.conftest import (
+    float32_record,
+    free_port,
+    produce,
+    read_all,
+    start_tansu,
+    to_toml,
+    wait_for_records,
+)
+from tests.integration.reliability import Row, account
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +112,8 @@ def test_labeler_hot_swaps_between_batches_and_labels_carry_the_version(loop_ser
     assert labeler.metrics.version._value.get() == 2
 
 
-def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(loop_service):
+@pytest.mark.reliability
+def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(loop_service, reliability):
     config = loop_service
     v1 = ModelVersion.load(config.labeler.model_dir)
     X, _ = wordnet_slice(classes=6, per_class=10, seed=13)
@@ -124,12 +134,15 @@ def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(
         producer.produce(config.topics.versions, value, key.encode())
     producer.flush(10)
     watcher = follower(config)
-    assert watcher.latest(current=1, dim=384) is None
-    assert watcher.rejected == 7
+    adopted = watcher.latest(current=1, dim=384)
+    rejected = watcher.rejected
     publish(producer, config.topics.versions, config.model.name, v2)
     deadline, found = time.monotonic() + 10, None
     while found is None and time.monotonic() < deadline:  # the follower also sees records that arrive later
         found = watcher.poll(1, 384)
+    reliability(Row("hostile version records (checksum, truncated, pickle, shapes, stale, key, junk) + 1 good",
+                    inputs=8, labels=None, lost=int(found is None), duplicates=None, dead_lettered=rejected))
+    assert adopted is None and rejected == 7
     assert found is not None and found.header.version == 2
 
 
@@ -154,41 +167,136 @@ def test_two_updaters_one_publishes(loop_service):
     assert follower(config).latest().header.version == 1
 
 
-def test_updater_killed_mid_update_the_next_takes_over_after_the_lease(loop_service, tmp_path):
-    config = loop_service
-    slow = dataclasses.replace(config, train=dataclasses.replace(config.train, pretrain_epochs=400))
-    from tests.integration.conftest import to_toml
-
+def updater_toml(config, path) -> list[str]:
+    """Write ``config`` as the TOML an `update-loop` process reads; its command line."""
     data = {"kafka": {"bootstrap.servers": config.kafka["bootstrap.servers"]},
             "topics": dataclasses.asdict(config.topics),
-            "model": {**dataclasses.asdict(slow.model), "hidden_dims": list(slow.model.hidden_dims)},
-            "train": dataclasses.asdict(slow.train), "reservoir": dataclasses.asdict(slow.reservoir),
-            "updater": dataclasses.asdict(slow.updater), "log": {"format": "text", "level": "INFO"}}
-    (tmp_path / "updater.toml").write_text(to_toml(data))
+            "model": {**dataclasses.asdict(config.model), "hidden_dims": list(config.model.hidden_dims)},
+            "train": dataclasses.asdict(config.train), "update": dataclasses.asdict(config.update),
+            "reservoir": dataclasses.asdict(config.reservoir),
+            "updater": dataclasses.asdict(config.updater), "log": {"format": "text", "level": "INFO"}}
+    path.write_text(to_toml(data))
+    return [sys.executable, "-m", "stream_dec", "update-loop", "--config", str(path)]
+
+
+def wait_for_line(path, text, timeout=60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} not logged: {path.read_text()[-2000:]}"
+        time.sleep(0.02)
+
+
+def run_until_published(updater: Updater, timeout: float = 60.0) -> Updater:
+    """Run ``updater`` in a thread until it publishes a version (or the timeout); stop it."""
+    thread = threading.Thread(target=updater.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not updater.published and time.monotonic() < deadline:
+        time.sleep(0.2)
+    updater.stop.set()
+    thread.join(30)
+    return updater
+
+
+def versions_on_topic(config) -> list[int]:
+    """Version numbers of every record on the versions topic, in order; -1 for a record that fails to decode."""
+    records = read_all(config.kafka["bootstrap.servers"], config.topics.versions, 10**6, timeout=3)
+    numbers = []
+    for message in records:
+        try:
+            numbers.append(decode_record(message.value(), source="test", model=config.model.name,
+                                         key=message.key()).header.version)
+        except VersionRejected:
+            numbers.append(-1)
+    return numbers
+
+
+@pytest.mark.reliability
+def test_updater_killed_mid_update_the_next_takes_over_after_the_lease(loop_service, tmp_path, reliability):
+    config = loop_service
+    slow = dataclasses.replace(config, train=dataclasses.replace(config.train, pretrain_epochs=400))
     X, _ = wordnet_slice(classes=6, per_class=50, seed=15)
     Reservoir(redis.Redis(), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
                                                             np.random.default_rng(1))
     log_path = tmp_path / "first.log"
-    first = subprocess.Popen([sys.executable, "-m", "stream_dec", "update-loop", "--config", str(tmp_path / "updater.toml")],
-                             stderr=open(log_path, "w"))
-    deadline = time.monotonic() + 60
-    while "update cycle" not in log_path.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    first = subprocess.Popen(updater_toml(slow, tmp_path / "updater.toml"), stderr=open(log_path, "w"))
+    wait_for_line(log_path, "update cycle")
     first.send_signal(signal.SIGKILL)  # mid fine-tune: the lease is never released
     first.wait(10)
-    assert follower(config).latest() is None  # nothing half-published
+    half_published = follower(config).latest()
     Reservoir(redis.Redis(), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
                                                             np.random.default_rng(2))
     second = make_updater(config)
-    assert not second.lease.acquire()  # the dead updater's lease is still there ...
-    thread = threading.Thread(target=second.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not second.published and time.monotonic() < deadline:
-        time.sleep(0.2)
-    second.stop.set()
-    thread.join(30)
+    lease_held = not second.lease.acquire()  # the dead updater's lease is still there ...
+    run_until_published(second)
+    numbers = versions_on_topic(config)
+    reliability(Row("updater kill -9 mid fine-tune; next updater after the lease", inputs=None, labels=None,
+                    lost=int(second.published != [1]), duplicates=len(numbers) - len(set(numbers)),
+                    dead_lettered=numbers.count(-1), crashes=int("Traceback" in log_path.read_text())))
+    assert half_published is None  # nothing half-published
+    assert lease_held
     assert second.published == [1]  # ... until it expires; then the next updater publishes
+    assert numbers == [1]
+
+
+@pytest.mark.reliability
+def test_updater_killed_mid_publish_labelers_keep_a_whole_version(loop_service, tmp_path, reliability):
+    """The broker is paused so the kill lands inside publish(); a version is one record: whole or absent."""
+    port = free_port()
+    broker = start_tansu(port, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config = dataclasses.replace(  # the test is about publishing: an EWC fine-tune (~1 s) the gate lets through
+        loop_service, kafka={**loop_service.kafka, "bootstrap.servers": f"127.0.0.1:{port}"},
+        update=dataclasses.replace(loop_service.update, strategy="ewc", min_agreement=0.0, max_drift=10.0),
+        updater=dataclasses.replace(loop_service.updater, max_loss_increase=10.0))
+    bootstrap = config.kafka["bootstrap.servers"]
+    v1 = ModelVersion.load(config.labeler.model_dir)
+    labeler, first = None, None
+    try:
+        ensure_topics(config)
+        publish(versions_producer(config), config.topics.versions, config.model.name, v1)
+        X, _ = wordnet_slice(classes=6, per_class=50, seed=19)
+        Reservoir(redis.Redis(), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
+                                                                np.random.default_rng(3))
+        labeler = Labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
+                          Producer(producer_settings(config)), follower=follower(config))
+        labeling = threading.Thread(target=labeler.run, daemon=True)
+        labeling.start()
+        inputs = produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", x) for i, x in enumerate(X)])
+        wait_for_records(bootstrap, config.topics.labels, len(X))
+        log_path = tmp_path / "first.log"
+        first = subprocess.Popen(updater_toml(config, tmp_path / "updater.toml"), stderr=open(log_path, "w"))
+        wait_for_line(log_path, "update cycle")
+        broker.send_signal(signal.SIGSTOP)
+        wait_for_line(log_path, "publishing version 2")
+        time.sleep(0.5)  # inside publish(), waiting for the paused broker's acknowledgement
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        broker.send_signal(signal.SIGCONT)
+        inputs |= produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
+        labels = read_all(bootstrap, config.topics.labels, 2 * len(X), timeout=60)
+        landed = versions_on_topic(config)  # [1] or [1, 2]: the request may have reached the broker whole
+        Reservoir(redis.Redis(), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
+                                                                np.random.default_rng(4))
+        second = run_until_published(make_updater(config))
+        numbers = versions_on_topic(config)
+        versions_seen = {orjson.loads(m.value())["version"] for m in labels}
+        row = account("updater kill -9 mid-publish (broker paused); labeler running", inputs, labels,
+                      crashes=int(not labeling.is_alive()) + int("Traceback" in log_path.read_text()))
+        reliability(dataclasses.replace(row, lost=row.lost + int(second.published != [max(landed) + 1]),
+                                        duplicates=row.duplicates + len(numbers) - len(set(numbers)),
+                                        dead_lettered=numbers.count(-1)))
+        assert landed in ([1], [1, 2]) and -1 not in numbers  # never a half-written record
+        assert second.published == [max(landed) + 1]  # the next version number
+        assert versions_seen <= set(landed)  # labels carry a whole version: the old one, or the landed one
+        assert row.lost == 0 and row.duplicates == 0 and row.crashes == 0
+    finally:
+        broker.send_signal(signal.SIGCONT)
+        if labeler is not None:
+            labeler.stop.set()
+        if first is not None and first.poll() is None:
+            first.kill()
+        broker.terminate()
+        broker.wait(10)
 
 
 def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
