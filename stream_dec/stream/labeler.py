@@ -293,7 +293,8 @@ class Labeler:
                 total += high - (position.offset if position.offset >= 0 else low)
             return total
         except KafkaException as exc:
-            log.warning("could not read consumer lag: %s", exc.args[0])
+            log.warning("the broker did not answer the lag query (%s): down or paused? inputs wait, none are "
+                        "dropped", exc.args[0])
             return None
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -84,7 +84,8 @@ def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir, reliabili
     bootstrap = f"127.0.0.1:{port}"
     config = config_from_mapping({
         "kafka": {"bootstrap.servers": bootstrap, "consumer": {"session.timeout.ms": 30000}},
-        "labeler": {"model_dir": str(model_dir), "max_wait_ms": 20, "max_batch": 20, "device": "cpu"},
+        "labeler": {"model_dir": str(model_dir), "max_wait_ms": 20, "max_batch": 20, "device": "cpu",
+                    "log_interval_s": 1.0},
         "log": {"format": "text"},
     }, source="test")
     ensure_topics(config)
@@ -106,8 +107,11 @@ def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir, reliabili
         running.stop()
         assert {orjson.loads(m.value())["id"] for m in labels} == {f"a{i}" for i in range(n)}  # nothing lost
         said = [r.getMessage() for r in caplog.records if r.name.startswith("stream_dec")]
-        assert any("waiting for the broker to acknowledge" in line for line in said)  # the log says what happened
-        assert any("the broker acknowledged the batch after" in line for line in said)
+        # the log says what happened: a batch waiting for acknowledgements (then resuming), or, when
+        # the pause caught the labeler between batches, the status line's broker query timing out
+        waited = any("waiting for the broker to acknowledge" in line for line in said)
+        assert waited or any("the broker did not answer" in line for line in said), said
+        assert not waited or any("the broker acknowledged the batch after" in line for line in said)
     finally:
         broker.send_signal(signal.SIGCONT)
         broker.terminate()
