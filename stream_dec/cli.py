@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--window", type=int, default=5000, metavar="N", help="window size (default: 5000)")
     evaluate.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     evaluate.add_argument("--config", type=Path, help="TOML config")
+    evaluate.add_argument("--sweep", action="store_true",
+                          help="sweep each strategy's stiffness knob (translate ratio, recentre ratio, refit anchor, ewc lam, "
+                               "anchored distill) and write the frontier: agreement on retained samples against ACC gain over "
+                               "frozen, with frozen, retrain and MiniBatchKMeans (frontier.md, frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
 
     serve = commands.add_parser("serve", help="run one real-time labeler",
@@ -190,13 +194,15 @@ def run_update(args: argparse.Namespace) -> dict:
 
 
 def run_evaluate(args: argparse.Namespace) -> dict:
-    from stream_dec.continual.evaluate import evaluate, markdown_table  # matplotlib only when needed
-    from stream_dec.continual.plots import plot_steps
+    # matplotlib only when needed
+    from stream_dec.continual.evaluate import evaluate, frontier, frontier_table, markdown_table, sweep_lines
+    from stream_dec.continual.plots import plot_frontier, plot_steps
 
     config = load_config(args.config)
     data = load_dataset(args.data, require_labels=True)
+    lines = sweep_lines(args.strategies, config) if args.sweep else args.strategies
     try:
-        results = evaluate(data.X, data.y, strategies=args.strategies, config=config, scenario=args.scenario,
+        results = evaluate(data.X, data.y, strategies=lines, config=config, scenario=args.scenario,
                            window=args.window, steps=args.steps, seed=args.seed)
     except ValueError as exc:  # the data cannot supply the requested windows
         raise DataError(f"{data.path}: {exc}") from None
@@ -204,7 +210,13 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     table = markdown_table(results)
     (args.out / "results.json").write_bytes(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
     (args.out / "results.md").write_text(table + "\n")
-    plots = plot_steps(results, args.out)
+    plots = [] if args.sweep else plot_steps(results, args.out)
+    if args.sweep:
+        points = frontier(results)
+        table = frontier_table(points)
+        (args.out / "frontier.md").write_text(table + "\n")
+        plots.append(plot_frontier(points, args.out / "frontier.png", f"{data.path.name}, {args.scenario}: "
+                                   f"{args.steps} steps of window {args.window}", config.update.min_agreement))
     print(table, file=sys.stderr)
     return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
 

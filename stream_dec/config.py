@@ -129,7 +129,7 @@ class TrainConfig:
         require(self.reconstruction_weight >= 0, "reconstruction_weight", ">= 0", self.reconstruction_weight)
 
 
-Strategy = Literal["translate", "refit", "ewc", "retrain", "frozen"]
+Strategy = Literal["translate", "recentre", "refit", "ewc", "anchored", "retrain", "frozen"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
@@ -229,13 +229,59 @@ class EwcConfig:
 
 
 @dataclass(frozen=True)
+class RecentreConfig:
+    """``recentre``: move each centre toward the mean of the window samples it labels.
+
+    Parameters
+    ----------
+    ratio
+        Fraction of the way each centre moves (0: no change, 1: a full Lloyd step).
+    iterations
+        Damped Lloyd steps per update (labels are recomputed between them).
+    """
+
+    ratio: float = 0.5
+    iterations: int = 1
+
+    def __post_init__(self) -> None:
+        require(0 <= self.ratio <= 1, "ratio", "in [0, 1]", self.ratio)
+        require(self.iterations >= 1, "iterations", ">= 1", self.iterations)
+
+
+@dataclass(frozen=True)
+class AnchoredConfig:
+    """``anchored``: SGD self-training with distillation to the previous version on retained samples.
+
+    Parameters
+    ----------
+    distill
+        Weight of KL(Q_old || Q_new) on the retained samples (0: free self-training).
+    lr, epochs, reconstruction_weight
+        SGD (momentum 0.9) step, passes over the window and IDEC term; they replace
+        ``[update.finetune]``'s.
+    """
+
+    distill: float = 10.0
+    lr: float = 0.01
+    epochs: float = 4.0
+    reconstruction_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.distill >= 0, "distill", ">= 0", self.distill)
+        require(self.lr > 0, "lr", "> 0", self.lr)
+        require(self.epochs > 0, "epochs", "> 0", self.epochs)
+        require(self.reconstruction_weight >= 0, "reconstruction_weight", ">= 0", self.reconstruction_weight)
+
+
+@dataclass(frozen=True)
 class UpdateConfig:
     """Continual updates: which strategy, its settings, and the safety limits.
 
     Parameters
     ----------
     strategy
-        One of ``translate``, ``refit``, ``ewc``, ``retrain`` (baseline), ``frozen``.
+        One of ``translate``, ``recentre``, ``refit``, ``ewc``, ``anchored``, ``retrain``
+        (baseline), ``frozen``.
     max_drift
         Largest allowed relative centre drift (moved distance / median gap between
         neighbouring centres).
@@ -247,9 +293,11 @@ class UpdateConfig:
     max_drift: float = 0.10
     min_agreement: float = 0.98
     translate: TranslateConfig = field(default_factory=TranslateConfig)
+    recentre: RecentreConfig = field(default_factory=RecentreConfig)
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     refit: RefitConfig = field(default_factory=RefitConfig)
     ewc: EwcConfig = field(default_factory=EwcConfig)
+    anchored: AnchoredConfig = field(default_factory=AnchoredConfig)
 
     def __post_init__(self) -> None:
         require(self.max_drift >= 0, "max_drift", ">= 0", self.max_drift)

@@ -7,9 +7,11 @@ runs it and checks the result (drift, agreement, id permutation) against the lim
 from __future__ import annotations
 
 from stream_dec.config import Config
+from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import Limits, Proposal, Strategy, Update, UpdateReport, Window, apply_strategy
 from stream_dec.continual.ewc import Ewc
 from stream_dec.continual.frozen import Frozen
+from stream_dec.continual.recentre import Recentre
 from stream_dec.continual.refit import Refit
 from stream_dec.continual.retrain import Retrain
 from stream_dec.continual.translate import Translate
@@ -20,10 +22,14 @@ def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
     update, device = config.update, config.train.device
     if name == "translate":
         return Translate(update.translate, seed=seed)
+    if name == "recentre":
+        return Recentre(update.recentre)
     if name == "refit":
         return Refit(update.finetune, update.refit, seed=seed, device=device)
     if name == "ewc":
         return Ewc(update.finetune, update.ewc, seed=seed, device=device)
+    if name == "anchored":
+        return Anchored(update.finetune, update.anchored, seed=seed, device=device)
     if name == "retrain":
         return Retrain(config.train, seed=seed)
     if name == "frozen":

@@ -4,7 +4,8 @@ Train DEC on the step-0 window, then at every step apply each strategy to the ne
 window, each strategy continuing its own line of versions (a rejected update is still
 followed, so the experiment shows what the strategy does; the report says it was
 rejected). ``MiniBatchKMeans.partial_fit`` with ``reassignment_ratio=0`` runs beside
-them as a peer baseline. Per strategy and step it records ACC/NMI/ARI on the new
+them as a peer baseline, with its never-updated step-0 fit (``minibatch-kmeans frozen``)
+as its own reference. Per strategy and step it records ACC/NMI/ARI on the new
 window, label agreement on retained samples, ACC on the step-0 samples (forgetting),
 centre drift (mean, max, relative, per cluster), update seconds and the verdict.
 """
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from copy import deepcopy
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans
@@ -27,6 +30,7 @@ from stream_dec.model.metrics import centre_drift, cluster_accuracy, clustering_
 log = logging.getLogger(__name__)
 
 MINIBATCH_KMEANS = "minibatch-kmeans"
+MINIBATCH_KMEANS_FROZEN = "minibatch-kmeans frozen"
 
 
 @dataclass(frozen=True)
@@ -54,18 +58,68 @@ class StepResult:
         return asdict(self)
 
 
+class Line(NamedTuple):
+    """One line of versions in the experiment: a strategy with its own config, reported as ``label``."""
+
+    label: str
+    strategy: str
+    config: Config
+
+
+KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "translate": ("ratio", (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)),
+    "recentre": ("ratio", (0.1, 0.25, 0.5, 0.75, 1.0)),
+    "refit": ("anchor", (0.01, 0.1, 1.0, 10.0, 100.0)),
+    "ewc": ("lam", (0.1, 1.0, 10.0, 100.0, 1000.0)),
+    "anchored": ("distill", (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)),
+}
+"""Each tunable strategy's stiffness knob (a field of ``[update.<strategy>]``) and its sweep grid."""
+
+
+def with_knob(config: Config, strategy: str, value: float) -> Config:
+    """``config`` with ``[update.<strategy>] <knob> = value``.
+
+    >>> with_knob(Config(), "translate", 0.5).update.translate.ratio
+    0.5
+    """
+    knob, _ = KNOBS[strategy]
+    section = getattr(config.update, strategy)
+    update = replace(config.update, **{strategy: replace(section, **{knob: value})})
+    return replace(config, update=update)
+
+
+def sweep_lines(strategies: list[str], config: Config) -> list[Line]:
+    """A line per grid value of each tunable strategy, plus ``frozen`` and ``retrain`` (the gap's ends).
+
+    >>> [line.label for line in sweep_lines(["translate"], Config())][:3]
+    ['frozen', 'retrain', 'translate ratio=0.02']
+    """
+    lines = [Line("frozen", "frozen", config), Line("retrain", "retrain", config)]
+    for strategy in strategies:
+        if strategy in KNOBS:
+            knob, grid = KNOBS[strategy]
+            lines += [Line(f"{strategy} {knob}={value:g}", strategy, with_knob(config, strategy, value))
+                      for value in grid]
+    return lines
+
+
 def evaluate(
     X: np.ndarray,
     y: np.ndarray,
     *,
-    strategies: list[str],
+    strategies: list[str] | list[Line],
     config: Config,
     scenario: Scenario,
     window: int,
     steps: int,
     seed: int,
 ) -> list[StepResult]:
-    """Run the experiment; return one :class:`StepResult` per strategy and step."""
+    """Run the experiment; return one :class:`StepResult` per line and step.
+
+    ``strategies`` are names (each run with ``config``) or :class:`Line` s; ``config``
+    trains the initial model every line starts from.
+    """
+    lines = [s if isinstance(s, Line) else Line(s, s, config) for s in strategies]
     plan = scenario_windows(y, scenario=scenario, window=window, steps=steps, seed=seed)
     k = int(np.unique(y).size)
     first = plan[0].rows
@@ -78,14 +132,14 @@ def evaluate(
                           drift_mean=0.0, drift_max=0.0, relative_drift_mean=0.0, relative_drift_max=0.0,
                           seconds=seconds0, accepted=True, violations=(), drift_per_cluster=())]
     log.info("step 0: initial DEC on %d samples, ACC %.4f (%.1fs)", len(first), scores0["acc"], seconds0)
-    current = {name: initial for name in strategies}
-    limits = limits_of(config)
+    current = {line.label: initial for line in lines}
     peer = _MiniBatchBaseline(X[first], k, seed)
     for step in range(1, steps + 1):
         rows, retained = plan[step].rows, plan[step].retained
         win = Window.of(X[rows], retained)
-        for name in strategies:
-            update = apply_strategy(make_strategy(name, config, seed=seed + step), current[name], win, limits)
+        for name, strategy, line_config in lines:
+            update = apply_strategy(make_strategy(strategy, line_config, seed=seed + step), current[name], win,
+                                    limits_of(line_config))
             current[name] = update.to_version()
             new_model = current[name].to_model()
             labels = new_model.predict(win.X)[0]
@@ -101,7 +155,7 @@ def evaluate(
             ))
             log.info("step %d %s: ACC %.4f agreement %.4f drift %.4f (%.2fs)%s", step, name, results[-1].acc,
                      r.agreement, r.relative_drift_max, r.seconds, "" if r.accepted else " REJECTED")
-        results.append(peer.step(scenario, step, X, y, rows, retained, first))
+        results.extend(peer.step(scenario, step, X, y, rows, retained, first))
     return results
 
 
@@ -112,7 +166,16 @@ class _MiniBatchBaseline:
         self.kmeans = MiniBatchKMeans(k, reassignment_ratio=0.0, random_state=seed, n_init=3, batch_size=1024)
         self.kmeans.fit(X0)
 
-    def step(self, scenario, step, X, y, rows, retained, first) -> StepResult:
+    def step(self, scenario, step, X, y, rows, retained, first) -> list[StepResult]:
+        """Its frozen line (the step-0 fit, never updated) and its updated line."""
+        if not hasattr(self, "frozen"):
+            self.frozen = deepcopy(self.kmeans)
+        frozen_labels = self.frozen.predict(X[rows])
+        unchanged = StepResult(
+            scenario, step, MINIBATCH_KMEANS_FROZEN, **clustering_scores(y[rows], frozen_labels), agreement=1.0,
+            acc_step0=cluster_accuracy(y[first], self.frozen.predict(X[first])), drift_mean=0.0, drift_max=0.0,
+            relative_drift_mean=0.0, relative_drift_max=0.0, seconds=0.0, accepted=True, violations=(),
+            drift_per_cluster=())
         before = self.kmeans.predict(X[rows][retained])
         old_centres = self.kmeans.cluster_centers_.copy()
         started = time.perf_counter()
@@ -120,14 +183,14 @@ class _MiniBatchBaseline:
         seconds = time.perf_counter() - started
         labels = self.kmeans.predict(X[rows])
         drift = centre_drift(old_centres, self.kmeans.cluster_centers_)
-        return StepResult(
+        return [unchanged, StepResult(
             scenario, step, MINIBATCH_KMEANS, **clustering_scores(y[rows], labels),
             agreement=label_agreement(before, labels[retained]),
             acc_step0=cluster_accuracy(y[first], self.kmeans.predict(X[first])),
             drift_mean=drift.mean, drift_max=drift.max, relative_drift_mean=drift.relative_mean,
             relative_drift_max=drift.relative_max, seconds=seconds, accepted=True, violations=(),
             drift_per_cluster=tuple(np.linalg.norm(self.kmeans.cluster_centers_ - old_centres, axis=1).tolist()),
-        )
+        )]
 
 
 def gap_closed(results: list[StepResult], strategy: str) -> dict[int, float]:
@@ -142,6 +205,47 @@ def gap_closed(results: list[StepResult], strategy: str) -> dict[int, float]:
         ok = None not in (frozen, retrain, mine) and retrain > frozen
         out[step] = (mine - frozen) / (retrain - frozen) if ok else float("nan")
     return out
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """One line of a sweep, averaged over the update steps."""
+
+    label: str
+    agreement: float
+    acc_gain: float
+    gap_closed: float
+    seconds: float
+    accepted_steps: int
+    steps: int
+
+
+def frontier(results: list[StepResult]) -> list[FrontierPoint]:
+    """Per line, means over the steps of: agreement on retained samples; ACC gain on the
+    new window over its frozen reference (``frozen``; MiniBatchKMeans' own step-0 fit for
+    it); that gain in units of the frozen -> retrain gap; update seconds."""
+    acc = {(r.step, r.strategy): r.acc for r in results}
+    points = []
+    for label in dict.fromkeys(r.strategy for r in results if r.step > 0):
+        reference = MINIBATCH_KMEANS_FROZEN if label.startswith(MINIBATCH_KMEANS) else "frozen"
+        mine = [r for r in results if r.strategy == label and r.step > 0]
+        gains = [r.acc - acc.get((r.step, reference), np.nan) for r in mine]
+        gaps = [acc.get((r.step, "retrain"), np.nan) - acc.get((r.step, "frozen"), np.nan) for r in mine]
+        closed = [g / gap for g, gap in zip(gains, gaps) if gap > 0]
+        points.append(FrontierPoint(
+            label, float(np.mean([r.agreement for r in mine])), float(np.mean(gains)),
+            float(np.mean(closed)) if closed else float("nan"), float(np.mean([r.seconds for r in mine])),
+            sum(r.accepted for r in mine), len(mine)))
+    return points
+
+
+def frontier_table(points: list[FrontierPoint]) -> str:
+    """The frontier as a Markdown table."""
+    lines = ["| line | agreement | ACC gain vs frozen | gap closed | seconds | accepted steps |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {p.label} | {p.agreement:.4f} | {p.acc_gain:+.4f} | {p.gap_closed:.0%} | {p.seconds:.2f} | "
+              f"{p.accepted_steps}/{p.steps} |" for p in points]
+    return "\n".join(lines)
 
 
 def markdown_table(results: list[StepResult]) -> str:

@@ -1,4 +1,4 @@
-"""PNG plots of an evaluate run: accuracy and agreement per step, drift per cluster."""
+"""PNG plots of an evaluate run: accuracy and agreement per step, drift per cluster, the frontier."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-from stream_dec.continual.evaluate import StepResult  # noqa: E402
+from stream_dec.continual.evaluate import FrontierPoint, StepResult  # noqa: E402
 
 
 def plot_steps(results: list[StepResult], out: Path) -> list[Path]:
@@ -38,6 +38,37 @@ def plot_steps(results: list[StepResult], out: Path) -> list[Path]:
     axes[-1, 0].set_xlabel("cluster id")
     paths.append(_save(fig, out / "drift.png"))
     return paths
+
+
+def plot_frontier(points: list[FrontierPoint], path: Path, title: str, min_agreement: float) -> Path:
+    """Agreement on retained samples (x) against ACC gain over frozen (y): a curve per
+    swept strategy (points labelled with the knob value), single lines as stars; the
+    right panel zooms on agreement >= ``min_agreement`` - 0.01."""
+    curves: dict[str, list[FrontierPoint]] = {}
+    for point in points:
+        curves.setdefault(point.label.split(" ")[0], []).append(point)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax in axes:
+        for strategy, members in curves.items():
+            if len(members) > 1:
+                ax.plot([p.agreement for p in members], [p.acc_gain for p in members], marker="o", label=strategy)
+                for p in (p for p in members if "=" in p.label):
+                    ax.annotate(p.label.split("=")[-1], (p.agreement, p.acc_gain), fontsize=7,
+                                textcoords="offset points", xytext=(3, 3))
+            else:
+                ax.scatter([members[0].agreement], [members[0].acc_gain], marker="*", s=120, label=strategy, zorder=3)
+        ax.axvline(min_agreement, color="grey", linestyle="--", linewidth=1, label=f"min_agreement {min_agreement}")
+        ax.set(xlabel="label agreement on retained samples", ylabel="ACC gain over frozen (new window)")
+        ax.grid(alpha=0.3)
+    zoomed = [p for p in points if p.agreement >= min_agreement - 0.01]
+    if zoomed:
+        gains = [p.acc_gain for p in zoomed]
+        margin = max(1e-3, 0.1 * (max(gains) - min(gains)))
+        axes[1].set(xlim=(min_agreement - 0.01, 1.0005), ylim=(min(gains) - margin, max(gains) + margin))
+    axes[0].set_title(title)
+    axes[1].set_title(f"zoom: agreement >= {min_agreement - 0.01:.2f}")
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
 
 
 def _save(fig, path: Path) -> Path:

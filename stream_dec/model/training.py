@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -131,6 +131,7 @@ def self_train(
     clip_norm: float | None = None,
     extra_loss: ExtraLoss | None = None,
     parameters: list[torch.nn.Parameter] | None = None,
+    optimiser: Literal["adam", "sgd"] = "adam",
 ) -> SelfTrainReport:
     """Minimise KL(P || Q) (+ ``reconstruction_weight`` * MSE + ``extra_loss``).
 
@@ -139,12 +140,16 @@ def self_train(
     ``tol`` (after the first update), or after ``max_epochs`` passes over ``X``.
     ``parameters`` defaults to all of the model's (encoder, centres, and the decoder
     when the reconstruction term is on); ``clip_norm`` clips the gradient norm.
+    ``optimiser`` is Adam, or SGD with momentum 0.9 (the paper's): Adam scales every
+    parameter's step to about ``lr`` however small its gradient, so near an anchor's
+    optimum it walks at random; SGD's step shrinks with the gradient.
     """
     if parameters is None:
         parameters = list(model.autoencoder.encoder.parameters()) + [model.centres]
         if reconstruction_weight > 0:
             parameters += list(model.autoencoder.decoder.parameters())
-    optimiser = torch.optim.Adam(parameters, lr=lr)
+    steps = (torch.optim.SGD(parameters, lr=lr, momentum=0.9) if optimiser == "sgd"
+             else torch.optim.Adam(parameters, lr=lr))
     max_iterations = int(np.ceil(max_epochs * np.ceil(len(X) / batch_size)))
     iteration, previous, change, interval_loss, interval_steps = 0, None, 1.0, 0.0, 0
     converged = False
@@ -173,11 +178,11 @@ def self_train(
                 loss = loss + reconstruction_weight * F.mse_loss(model.autoencoder.decoder(z), batch)
             if extra_loss is not None:
                 loss = loss + extra_loss(model, index)
-            optimiser.zero_grad(set_to_none=True)
+            steps.zero_grad(set_to_none=True)
             loss.backward()
             if clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
-            optimiser.step()
+            steps.step()
             interval_loss += loss.item()
             interval_steps += 1
             iteration += 1

@@ -120,3 +120,20 @@ def test_evaluate_writes_results_table_and_plots(capsys, fast_config, tmp_path):
     assert "| shift | 2 | translate |" in (tmp_path / "out" / "results.md").read_text()
     for name in ("accuracy.png", "agreement.png", "drift.png"):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_sweep_writes_the_frontier(capsys, fast_config, tmp_path):
+    from tests.conftest import wordnet_slice
+
+    X, y = wordnet_slice(classes=6, per_class=150, seed=4)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    status, stdout, err = run(capsys, "--log-level", "WARNING", "evaluate", "--data", str(tmp_path / "d.npz"),
+                              "--scenario", "shift", "--strategies", "translate", "--sweep", "--out",
+                              str(tmp_path / "out"), "--steps", "1", "--window", "300", "--config", str(fast_config))
+    assert status == 0, err
+    table = (tmp_path / "out" / "frontier.md").read_text()
+    lines = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
+    assert lines == {"frozen", "retrain", "minibatch-kmeans", "minibatch-kmeans frozen"} | {
+        f"translate ratio={r:g}" for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)}
+    assert "| frozen | 1.0000 | +0.0000 |" in table  # frozen is the origin of the frontier
+    assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from stream_dec.config import Config, EwcConfig, FineTuneConfig, ModelConfig, RefitConfig, TrainConfig, TranslateConfig
+from stream_dec.config import (AnchoredConfig, Config, EwcConfig, FineTuneConfig, ModelConfig, RefitConfig, TrainConfig,
+                               TranslateConfig)
 from stream_dec.continual import Limits, Window, apply_strategy, make_strategy
+from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import is_identity_matching
 from stream_dec.continual.ewc import Ewc, fisher_diagonal
 from stream_dec.continual.finetune import anchored_parameters
@@ -125,6 +127,24 @@ def test_refit_anchor_pulls_toward_the_previous_version_not_zero(setup):
                                                                      refit=RefitConfig(anchor=1e6))))
     assert parameter_distance(current, tight.propose(current, window).model) < \
         0.1 * parameter_distance(current, loose.propose(current, window).model)
+
+
+def test_anchored_distillation_holds_the_retained_samples_outputs(setup):
+    current, window = setup
+    teacher = current.to_model().soft_assign(window.X)
+    retained = torch.from_numpy(window.retained)
+
+    def kl_on(rows, distill):
+        model = Anchored(FINETUNE, AnchoredConfig(distill=distill, lr=0.05, epochs=3.0), device="cpu").propose(
+            current, window).model
+        student = model.soft_assign(window.X)
+        kl = (teacher * (teacher.log() - student.log())).sum(1)
+        return float(kl[rows].mean())
+
+    free, held = kl_on(retained, 0.0), kl_on(retained, 100.0)
+    assert free > 0  # self-training moved the outputs ...
+    assert held < 0.5 * free  # ... the distillation term holds them where the old samples are
+    assert kl_on(~retained, 100.0) > held  # and holds the unseen samples less
 
 
 def test_retrain_aligns_its_ids_to_the_old_ones(setup):
