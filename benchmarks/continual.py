@@ -53,22 +53,34 @@ def check(results, strategy: str, scenario: str) -> list[str]:
     return lines
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def experiment_parser(doc: str) -> argparse.ArgumentParser:
+    """Arguments shared by the experiment benchmarks (data sets, config, window, steps, seed)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=["wordnet", "mnist"], default=["wordnet"])
-    parser.add_argument("--scenarios", nargs="+", choices=["replace-half", "shift"], default=["replace-half", "shift"])
     parser.add_argument("--config", type=Path)
-    parser.add_argument("--also", default="", help="extra strategies to run beside the default, comma-separated")
     parser.add_argument("--window", type=int, default=4000)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain-epochs", type=int, help="override train.pretrain_epochs (CPU budget)")
-    parser.add_argument("--out", type=Path, help="write each run's results.md here")
-    args = parser.parse_args()
+    return parser
+
+
+def experiment_config(args: argparse.Namespace):
+    """The config file's settings, with ``--pretrain-epochs`` applied."""
     logging.basicConfig(level=logging.WARNING)
     config = load_config(args.config)
     if args.pretrain_epochs is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, pretrain_epochs=args.pretrain_epochs))
+    return config
+
+
+def main() -> None:
+    parser = experiment_parser(__doc__)
+    parser.add_argument("--scenarios", nargs="+", choices=["replace-half", "shift"], default=["replace-half", "shift"])
+    parser.add_argument("--also", default="", help="extra strategies to run beside the default, comma-separated")
+    parser.add_argument("--out", type=Path, help="write each run's results.md here")
+    args = parser.parse_args()
+    config = experiment_config(args)
     default = config.update.strategy
     strategies = list(dict.fromkeys(["frozen", default, *filter(None, args.also.split(",")), "retrain"]))
     for dataset in args.datasets:

@@ -1,0 +1,80 @@
+"""The stability/accuracy frontier of every update strategy, on the shared sets.
+
+For each data set, the ``shift`` scenario of ``stream-dec evaluate --sweep``: every
+tunable strategy runs its knob's grid (translate ratio, refit anchor, ewc lam,
+anchored distill), each value its own line of versions from the same initial model,
+beside frozen, retrain and MiniBatchKMeans. Prints the frontier table (means over the
+steps) and the targets of the stability issue:
+
+- a line with agreement >= 0.98 at every step that closes >= 50% of the
+  frozen -> retrain ACC gap, at <= 10% of retrain's time;
+- the chosen strategy's curve above translate's and refit's: every translate/refit
+  point is dominated (agreement and gain no better) by some point of its curve.
+
+Writes ``benchmarks/results/frontier-<dataset>.{md,png}`` (the table and the verdicts). Run from the repository root::
+
+    python benchmarks/frontier.py --datasets wordnet
+    python benchmarks/frontier.py --datasets mnist --config config/mnist.toml --pretrain-epochs 50
+
+(figures in README; CPU, 2 cores: about 3 min for wordnet, 9 min for mnist)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from continual import experiment_config, experiment_parser  # benchmarks/ is the script's directory
+from dec_quality import load
+from stream_dec.continual.evaluate import evaluate, frontier, frontier_table, gap_closed, sweep_lines
+from stream_dec.continual.plots import plot_frontier
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def targets(results, points, strategy: str) -> list[str]:
+    """Verdicts for the best line of ``strategy`` and the dominance of its curve."""
+    retrain = next(p for p in points if p.label == "retrain")
+    lines = []
+    mine = [p for p in points if p.label.startswith(strategy + " ")]
+    safe = [p for p in mine if min(r.agreement for r in results if r.strategy == p.label and r.step > 0) >= 0.98]
+    if safe:
+        best = max(safe, key=lambda p: p.acc_gain)
+        gaps = gap_closed(results, best.label)
+        lines.append(f"{strategy}: best line with agreement >= 0.98 at every step: {best.label}, gain "
+                     f"{best.acc_gain:+.4f}, gap closed per step {[f'{g:.0%}' for g in gaps.values()]} "
+                     f"(target >= 50%: {'ok' if min(gaps.values()) >= 0.5 else 'MISSED'}), time "
+                     f"{best.seconds:.2f}s vs retrain {retrain.seconds:.2f}s "
+                     f"({'ok' if best.seconds <= 0.1 * retrain.seconds else 'MISSED'})")
+    else:
+        lines.append(f"{strategy}: no line keeps agreement >= 0.98 at every step (MISSED)")
+    for rival in ("translate", "refit"):
+        theirs = [p for p in points if p.label.startswith(rival + " ")]
+        beaten = [p for p in theirs if any(m.agreement >= p.agreement and m.acc_gain >= p.acc_gain for m in mine)]
+        lines.append(f"{strategy} dominates {len(beaten)}/{len(theirs)} {rival} points "
+                     f"({'ok' if len(beaten) == len(theirs) else 'MISSED'})")
+    return lines
+
+
+def main() -> None:
+    parser = experiment_parser(__doc__)
+    parser.add_argument("--strategies", default="translate,recentre,refit,ewc,anchored")
+    args = parser.parse_args()
+    config = experiment_config(args)
+    strategies = args.strategies.split(",")
+    for dataset in args.datasets:
+        X, y = load(dataset, None)
+        results = evaluate(X, y, strategies=sweep_lines(strategies, config), config=config, scenario="shift",
+                           window=args.window, steps=args.steps, seed=args.seed)
+        points = frontier(results)
+        verdicts = [line for strategy in strategies for line in targets(results, points, strategy)]
+        report = (f"## {dataset} / shift (window {args.window}, {args.steps} steps; means over steps)\n\n"
+                  f"{frontier_table(points)}\n\n" + "\n".join(verdicts) + "\n")
+        print("\n" + report)
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / f"frontier-{dataset}.md").write_text(report)
+        plot_frontier(points, RESULTS / f"frontier-{dataset}.png",
+                      f"{dataset}, shift: {args.steps} steps of window {args.window}", config.update.min_agreement)
+
+
+if __name__ == "__main__":
+    main()
