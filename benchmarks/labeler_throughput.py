@@ -14,7 +14,8 @@ a consumer, p50/p99) and, optionally, the labeler's RSS over a long run.
 
 Run from the repository root::
 
-    python benchmarks/labeler_throughput.py                 # throughput + latency
+    python benchmarks/labeler_throughput.py                 # throughput + latency at 10,000/s
+    python benchmarks/labeler_throughput.py --latency-rates 1000 5000 10000
     python benchmarks/labeler_throughput.py --rss 1000000   # adds the RSS run
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import subprocess
 import threading
 import time
@@ -138,13 +140,21 @@ def naive_rate(config, version: ModelVersion, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, seconds: float) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, seconds: float,
+            broker_pid: int) -> dict:
     """Produce -> label read delays (ms) at a steady ``rate``, labeler in its own process.
 
     Each delay is split at the label's broker timestamp (CreateTime, set by the labeler's
     producer): ``in`` = produce -> label produced (input hop + labeler), ``out`` = label
     produced -> read (output hop + reader). ``sent_rate`` is the rate the load generator
-    really reached.
+    really reached; ``cpu`` the cores each process used meanwhile (the labeler, the
+    broker, this process: load generator + reader).
     """
     process, config = serve_process(bootstrap, version, max_wait_ms=5)
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}", "enable.auto.commit": False,
@@ -156,18 +166,22 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
         sent: dict[bytes, float] = {}
         producer_thread = threading.Thread(target=_timed_produce,
                                            args=(bootstrap, config.topics.embeddings, X, n, rate, sent))
+        pids = {"labeler": process.pid, "broker": broker_pid, "load+reader": os.getpid()}
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         producer_thread.start()
         total, inner = [], []
         deadline = time.monotonic() + seconds + 30
         while len(total) < n and time.monotonic() < deadline:
-            for message in reader.consume(10000, 0.05):
+            for message in reader.consume(10000, 0.005):  # consume() waits for the full timeout
                 if message.error() is None and message.key() in sent:
                     now, at = time.time(), sent[message.key()]
                     total.append(now - at)
                     inner.append(message.timestamp()[1] / 1000 - at)
         producer_thread.join()
-        sent_rate = n / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        sent_rate = n / elapsed
+        cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
     finally:
         process.terminate()
         process.wait(30)
@@ -175,11 +189,11 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
     total, inner = np.asarray(total) * 1000, np.asarray(inner) * 1000
     return {"p50": float(np.percentile(total, 50)), "p99": float(np.percentile(total, 99)),
             "in_p50": float(np.percentile(inner, 50)), "out_p50": float(np.percentile(total - inner, 50)),
-            "sent_rate": sent_rate}
+            "sent_rate": sent_rate, "cpu": cpu}
 
 
 def _timed_produce(bootstrap, topic, X, n, rate, sent):
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})  # librdkafka's default
     started = time.perf_counter()
     for i in range(n):
         ahead = i / rate - (time.perf_counter() - started)
@@ -300,11 +314,12 @@ def main() -> None:
                 print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x", flush=True)
         version = ModelVersion.from_model(DEC((384, 256, 32), 24, alpha=50.0, latent_radius=7.0), version=1)
         for rate in args.latency_rates:
-            got = latency(bootstrap, version, words, rate, args.latency_seconds)
+            got = latency(bootstrap, version, words, rate, args.latency_seconds, broker.pid)
             print(f"latency at {rate:,.0f} msg/s (384-d float32, {got['sent_rate']:,.0f} reached): "
                   f"p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (target p99 <= 100 ms: "
                   f"{'ok' if got['p99'] <= 100 else 'MISSED'}); p50 split: produce -> label produced "
-                  f"{got['in_p50']:.1f} ms, label -> read {got['out_p50']:.1f} ms", flush=True)
+                  f"{got['in_p50']:.1f} ms, label -> read {got['out_p50']:.1f} ms; cores used: "
+                  + ", ".join(f"{name} {used:.2f}" for name, used in got["cpu"].items()), flush=True)
         if args.rss:
             samples = rss_run(bootstrap, version, words, args.rss)
             growth = samples[-1] / samples[0] - 1
