@@ -44,6 +44,8 @@ from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.versions import VersionFollower
 
 log = logging.getLogger("stream_dec.labeler")
+SLOW_BROKER_S = 1.0
+"""A commit that takes longer than this is logged (the broker is slow, down or paused)."""
 
 
 def input_message(message: Message) -> InputMessage:
@@ -253,7 +255,10 @@ class Labeler:
         """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss."""
         while True:
             try:
+                started = time.monotonic()
                 self.consumer.commit(offsets=offsets, asynchronous=False)
+                if time.monotonic() - started > SLOW_BROKER_S:  # a synchronous commit blocks silently
+                    log.warning("the broker took %.1fs to acknowledge the commit; resuming", time.monotonic() - started)
                 self.backoff.reset()
                 return
             except KafkaException as exc:
