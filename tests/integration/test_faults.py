@@ -92,7 +92,8 @@ def test_broker_paused_then_resumed_loses_nothing(tmp_path, model_dir, reliabili
     X, _ = wordnet_slice(classes=6, per_class=100, seed=22 + reliability_run)
     n = 6000
     try:
-        inputs = produce(bootstrap, config.topics.embeddings, [float32_record(f"a{i}", X[i % len(X)]) for i in range(n)])
+        records = [float32_record(f"a{i}", X[i % len(X)]) for i in range(n)]
+        inputs = produce(bootstrap, config.topics.embeddings, records)
         running = Running(config)
         at = int(np.random.default_rng(reliability_run).integers(200, 2000))
         wait_for_records(bootstrap, config.topics.labels, at)
