@@ -42,7 +42,7 @@ def main() -> None:
         base, train=dataclasses.replace(base.train, device="cpu"),
         update=dataclasses.replace(base.update, strategy=args.strategy),
         labeler=dataclasses.replace(base.labeler, device="cpu", log_interval_s=3600.0),
-        updater=dataclasses.replace(base.updater, poll_s=0.2, lease_ttl_ms=600_000),
+        updater=dataclasses.replace(base.updater, poll_s=0.2),  # default 15 s lease, renewed while training
     )
     with LocalServices() as services:
         run = DriftRun(isolated(config, services.bootstrap, services.redis_url), X, y,
