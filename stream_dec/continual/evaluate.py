@@ -165,15 +165,15 @@ class _MiniBatchBaseline:
     def __init__(self, X0: np.ndarray, k: int, seed: int) -> None:
         self.kmeans = MiniBatchKMeans(k, reassignment_ratio=0.0, random_state=seed, n_init=3, batch_size=1024)
         self.kmeans.fit(X0)
+        self.frozen = deepcopy(self.kmeans)  # the step-0 fit, never updated: the peer's own reference
+        self.frozen_step0 = self.frozen.predict(X0)
 
     def step(self, scenario, step, X, y, rows, retained, first) -> list[StepResult]:
         """Its frozen line (the step-0 fit, never updated) and its updated line."""
-        if not hasattr(self, "frozen"):
-            self.frozen = deepcopy(self.kmeans)
         frozen_labels = self.frozen.predict(X[rows])
         unchanged = StepResult(
             scenario, step, MINIBATCH_KMEANS_FROZEN, **clustering_scores(y[rows], frozen_labels), agreement=1.0,
-            acc_step0=cluster_accuracy(y[first], self.frozen.predict(X[first])), drift_mean=0.0, drift_max=0.0,
+            acc_step0=cluster_accuracy(y[first], self.frozen_step0), drift_mean=0.0, drift_max=0.0,
             relative_drift_mean=0.0, relative_drift_max=0.0, seconds=0.0, accepted=True, violations=(),
             drift_per_cluster=())
         before = self.kmeans.predict(X[rows][retained])
@@ -193,17 +193,20 @@ class _MiniBatchBaseline:
         )]
 
 
-def gap_closed(results: list[StepResult], strategy: str) -> dict[int, float]:
-    """Per step: (ACC(strategy) - ACC(frozen)) / (ACC(retrain) - ACC(frozen)).
+def gap_closed(results: list[StepResult], strategy: str, reference: str = "frozen") -> dict[int, float]:
+    """Per step: (ACC(strategy) - ACC(reference)) / (ACC(retrain) - ACC(frozen)).
 
-    ``nan`` where frozen or retrain did not run or retrain is not better than frozen.
+    The gain over ``reference`` (``frozen`` unless the line has its own) in units of the
+    frozen -> retrain gap. ``nan`` where a line did not run or retrain is not better
+    than frozen.
     """
     by = {(r.step, r.strategy): r.acc for r in results}
     out = {}
     for step in sorted({r.step for r in results if r.step > 0}):
-        frozen, retrain, mine = by.get((step, "frozen")), by.get((step, "retrain")), by.get((step, strategy))
-        ok = None not in (frozen, retrain, mine) and retrain > frozen
-        out[step] = (mine - frozen) / (retrain - frozen) if ok else float("nan")
+        frozen, retrain = by.get((step, "frozen")), by.get((step, "retrain"))
+        base, mine = by.get((step, reference)), by.get((step, strategy))
+        ok = None not in (frozen, retrain, base, mine) and retrain > frozen
+        out[step] = (mine - base) / (retrain - frozen) if ok else float("nan")
     return out
 
 
@@ -230,8 +233,7 @@ def frontier(results: list[StepResult]) -> list[FrontierPoint]:
         reference = MINIBATCH_KMEANS_FROZEN if label.startswith(MINIBATCH_KMEANS) else "frozen"
         mine = [r for r in results if r.strategy == label and r.step > 0]
         gains = [r.acc - acc.get((r.step, reference), np.nan) for r in mine]
-        gaps = [acc.get((r.step, "retrain"), np.nan) - acc.get((r.step, "frozen"), np.nan) for r in mine]
-        closed = [g / gap for g, gap in zip(gains, gaps) if gap > 0]
+        closed = [g for g in gap_closed(results, label, reference).values() if not np.isnan(g)]
         points.append(FrontierPoint(
             label, float(np.mean([r.agreement for r in mine])), float(np.mean(gains)),
             float(np.mean(closed)) if closed else float("nan"), float(np.mean([r.seconds for r in mine])),

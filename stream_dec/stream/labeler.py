@@ -257,8 +257,9 @@ class Labeler:
             try:
                 started = time.monotonic()
                 self.consumer.commit(offsets=offsets, asynchronous=False)
-                if time.monotonic() - started > SLOW_BROKER_S:  # a synchronous commit blocks silently
-                    log.warning("the broker took %.1fs to acknowledge the commit; resuming", time.monotonic() - started)
+                elapsed = time.monotonic() - started
+                if elapsed > SLOW_BROKER_S:  # a synchronous commit blocks silently
+                    log.warning("the broker took %.1fs to acknowledge the commit; resuming", elapsed)
                 self.backoff.reset()
                 return
             except KafkaException as exc:
