@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import orjson
+import simdjson
 
 JSON = "application/json"
 FLOAT32 = "application/x-float32"
@@ -83,12 +84,14 @@ def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type
     """Decode ``messages`` into an (n_good, dim) float32 array plus rejections."""
     X = np.empty((len(messages), dim), dtype=np.float32)
     rows, ids, rejected = [], [], []
-    for index, message in enumerate(messages):
-        try:
-            ids.append(_decode_into(X[len(rows)], message, dim, default_content_type, max_bytes))
-            rows.append(index)
-        except _Reject as exc:
-            rejected.append(Rejection(message, exc.reason, exc.detail))
+    parser = simdjson.Parser()  # reused for the batch's JSON messages
+    with np.errstate(over="ignore"):  # a JSON number beyond float32's range becomes Inf: rejected below
+        for index, message in enumerate(messages):
+            try:
+                ids.append(_decode_into(X[len(rows)], message, dim, default_content_type, max_bytes, parser))
+                rows.append(index)
+            except _Reject as exc:
+                rejected.append(Rejection(message, exc.reason, exc.detail))
     X = X[: len(rows)]
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():  # one vectorised check for the whole batch
@@ -99,7 +102,8 @@ def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type
     return DecodedBatch(np.ascontiguousarray(X), np.asarray(rows, dtype=np.int64), ids, rejected)
 
 
-def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, max_bytes: int) -> str:
+def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, max_bytes: int,
+                 parser: simdjson.Parser) -> str:
     """Write the message's vector into ``out``; return its id or raise ``_Reject``."""
     value = message.value
     if not value:
@@ -113,24 +117,65 @@ def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_conte
         out[:] = np.frombuffer(value, dtype="<f4")
         return _key_text(message.key)
     if content_type == JSON:
-        try:
-            document = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
-            raise _Reject("bad-json", f"not JSON: {exc}") from None
-        if not isinstance(document, dict) or "embedding" not in document:
-            raise _Reject("missing-field", "expected an object with an 'embedding' list")
-        embedding = document["embedding"]
-        if not isinstance(embedding, list):
-            raise _Reject("bad-embedding", "'embedding' is not a list")
-        if len(embedding) != dim:
-            raise _Reject("wrong-dimension", f"embedding has {len(embedding)} values, expected {dim}")
-        if not set(map(type, embedding)) <= _NUMBER_TYPES:  # no str, bool, null or nested list
-            raise _Reject("bad-embedding", "'embedding' holds a non-number")
-        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes Inf: rejected below
-            out[:] = embedding
-        identifier = document.get("id")
-        return str(identifier) if identifier is not None else _key_text(message.key)
+        return _decode_json(out, value, message.key, dim, parser)
     raise _Reject("unknown-content-type", f"content-type {content_type!r} is not one of {', '.join(CONTENT_TYPES)}")
+
+
+def _decode_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int, parser: simdjson.Parser) -> str:
+    """The JSON format: simdjson's fast path for the usual document, orjson's exact one for anything else.
+
+    The fast path reads the embedding into ``out`` without making a Python float per value
+    (about 2.3x faster at 384-d). It only takes objects with one array and no repeated key
+    whose id is a plain scalar, and it gives way to the exact path on any error, so both
+    paths accept and reject the same messages for the same reasons.
+    """
+    if value.count(b"[") == 1:  # no nested or second array
+        identifier = _fast_json(out, value, dim, parser)
+        if identifier is not _SLOW:
+            return str(identifier) if identifier is not None else _key_text(key)
+    return _exact_json(out, value, key, dim)
+
+
+_SLOW = object()
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _fast_json(out: np.ndarray, value: bytes, dim: int, parser: simdjson.Parser):
+    """The document's id (``_SLOW`` if the exact path must decide), its embedding written to ``out``."""
+    document = embedding = None
+    try:
+        document = parser.parse(value)
+        embedding = document["embedding"]
+        numbers = np.frombuffer(embedding.as_buffer(of_type="d"), dtype=np.float64)
+        identifier = document.get("id")
+        if len(numbers) != dim or not isinstance(identifier, _SCALARS) or len(set(document.keys())) != len(document):
+            return _SLOW
+        out[:] = numbers
+        return identifier
+    except Exception:  # any malformed document: the exact path names the reason
+        return _SLOW
+    finally:
+        del document, embedding  # a parser's proxies must not outlive the parse
+
+
+def _exact_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int) -> str:
+    """The JSON format decoded with orjson, every value checked; raises ``_Reject``."""
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise _Reject("bad-json", f"not JSON: {exc}") from None
+    if not isinstance(document, dict) or "embedding" not in document:
+        raise _Reject("missing-field", "expected an object with an 'embedding' list")
+    embedding = document["embedding"]
+    if not isinstance(embedding, list):
+        raise _Reject("bad-embedding", "'embedding' is not a list")
+    if len(embedding) != dim:
+        raise _Reject("wrong-dimension", f"embedding has {len(embedding)} values, expected {dim}")
+    if not set(map(type, embedding)) <= _NUMBER_TYPES:  # no str, bool, null or nested list
+        raise _Reject("bad-embedding", "'embedding' holds a non-number")
+    out[:] = embedding
+    identifier = document.get("id")
+    return str(identifier) if identifier is not None else _key_text(key)
 
 
 def _key_text(key: bytes | None) -> str:

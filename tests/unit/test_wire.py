@@ -2,7 +2,7 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_dec.io.wire import FLOAT32, JSON, InputMessage, decode_batch, encode_label
+from stream_dec.io.wire import FLOAT32, JSON, InputMessage, _exact_json, _Reject, decode_batch, encode_label
 from stream_dec.stream.labeler import dead_letter, first_offsets, next_offsets
 
 
@@ -48,6 +48,43 @@ def test_each_bad_message_is_rejected_with_its_reason_beside_good_ones(value, co
     assert [(r.offset, r.reason) for r in batch.rejected] == [(1, reason)]
     np.testing.assert_array_equal(batch.X, [[1, 2, 3], [4, 5, 6]])
     assert batch.rows.tolist() == [0, 2]
+
+
+def json_variants(rng: np.random.Generator) -> list[bytes]:
+    """Well-formed and damaged JSON documents of the shapes producers send (dim 4)."""
+    good = orjson.dumps({"id": "a", "embedding": rng.standard_normal(4).tolist(), "ts": 1.5})
+    variants = [good, b'{"embedding": [1, 2, 3, 4]}', b'{"id": 7, "embedding": [1, 2.5, -3, 4e2]}',
+                b'{"id": {"x": 1}, "embedding": [1, 2, 3, 4]}', b'{"id": "a", "id": "b", "embedding": [1, 2, 3, 4]}',
+                b'{"embedding": [1, 2, 3, 4], "embedding": [5, 6, 7, 8]}', b'{"embedding": [1, 2, 3, 4], "tags": [1]}',
+                b'{"embedding": [1, 2, 3, [4]]}', b'{"embedding": [[1, 2, 3, 4]]}', b'{"embedding": [1, 2, 3, 2e400]}',
+                b'{"embedding": [1, 2, 3, 1e39]}', b'{"embedding": [1, 2, 3, 18446744073709551616]}',
+                b'{"embedding": []}', b'{"embedding": {"a": 1}}', b'[1, 2, 3, 4]', b'"embedding"', b'\xff\xfe[']
+    for token in (b"true", b"null", b'"2"', b"NaN", b"{}", b"1,"):
+        variants.append(b'{"embedding": [1, ' + token + b', 3, 4]}')
+    for cut in rng.integers(1, len(good), 20):  # truncated anywhere
+        variants.append(good[:cut])
+    return variants
+
+
+def exact_outcome(value: bytes):
+    out = np.zeros(4, dtype=np.float32)
+    try:
+        with np.errstate(over="ignore"):
+            identifier = _exact_json(out, value, b"k", 4)
+    except _Reject as exc:
+        return exc.reason
+    return (identifier, out.tolist()) if np.isfinite(out).all() else "non-finite"
+
+
+def test_json_fast_path_accepts_and_rejects_exactly_like_the_exact_decoder():
+    """decode_batch reads the usual document with simdjson; every outcome must equal orjson's."""
+    variants = json_variants(np.random.default_rng(0))
+    batch = decode_batch([message(v, JSON, offset=i) for i, v in enumerate(variants)], dim=4,
+                         default_content_type=JSON, max_bytes=10_000)
+    outcome = {r.offset: r.reason for r in batch.rejected}
+    outcome.update({int(row): (i, x) for row, i, x in zip(batch.rows, batch.ids, batch.X.tolist())})
+    assert [outcome[i] for i in range(len(variants))] == [exact_outcome(v) for v in variants]
+    assert len(batch.rows) >= 5  # the good ones really went through
 
 
 def test_label_record_format():
