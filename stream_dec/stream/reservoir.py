@@ -10,9 +10,14 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
 UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`).
 
-Staging is a uniform reservoir sample (Vitter's Algorithm R, in one Lua script per
-sample, pipelined per batch): whatever the stream rate, it holds at most
-``staging_capacity`` samples, each offered sample having the same chance to be there.
+Staging is a uniform reservoir sample (Vitter's Algorithm R, one Lua script per batch):
+whatever the stream rate, it holds at most ``staging_capacity`` samples, each offered
+sample having the same chance to be there. Sample number ``s`` since the last cycle is
+kept with probability ``capacity / s``; a labeler knows a lower bound on ``s`` (the count
+its last batch saw, plus the sample's place in its batch), so it sends only the samples
+whose draw could still win: in steady state a batch of thousands costs one round trip
+carrying a handful of vectors. The script checks the bound (a cycle resets the count)
+and asks for the whole batch again when it no longer holds, so the sample stays exact.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
 were retained) followed by staged samples, and staging is emptied. A crash never
@@ -32,17 +37,22 @@ from stream_dec.config import RedisConfig
 _HEADER = struct.Struct("<dH")
 
 _OFFER = """
-local seen = redis.call('INCR', KEYS[2])
-local capacity = tonumber(ARGV[1])
-local slot = -1
-if seen <= capacity then
-  slot = seen - 1
-else
-  local j = math.floor(tonumber(ARGV[2]) * seen)
-  if j < capacity then slot = j end
+local capacity, count, bound = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local before = tonumber(redis.call('GET', KEYS[2]) or '0')
+if before < bound then return -1 - before end
+redis.call('SET', KEYS[2], before + count)
+for i = 4, #ARGV, 3 do
+  local seen = before + tonumber(ARGV[i]) + 1
+  local slot = -1
+  if seen <= capacity then
+    slot = seen - 1
+  else
+    local j = math.floor(tonumber(ARGV[i + 1]) * seen)
+    if j < capacity then slot = j end
+  end
+  if slot >= 0 then redis.call('HSET', KEYS[1], slot, ARGV[i + 2]) end
 end
-if slot >= 0 then redis.call('HSET', KEYS[1], slot, ARGV[3]) end
-return slot
+return before + count
 """
 
 _CYCLE = """
@@ -121,16 +131,23 @@ class Reservoir:
         self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept")}
         self._offer = client.register_script(_OFFER)
         self._cycle = client.register_script(_CYCLE)
+        self.seen_bound = 0
+        """Samples offered since the last cycle, as of this client's last offer: a lower bound until a cycle."""
 
     def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator) -> None:
-        """Offer samples to staging (one pipelined round trip); raises ``redis.RedisError`` if down."""
+        """Offer samples to staging (usually one round trip); raises ``redis.RedisError`` if down."""
         draws = rng.random(len(ids))
-        pipe = self.client.pipeline(transaction=False)
-        for identifier, vector, draw in zip(ids, X, draws):
-            self._offer(keys=[self.keys["staging"], self.keys["seen"]],
-                        args=[self.staging_capacity, repr(float(draw)), pack(identifier, arrived, vector)],
-                        client=pipe)
-        pipe.execute()
+        while True:
+            seen = self.seen_bound + np.arange(1, len(ids) + 1)  # lower bounds of each sample's number
+            candidates = np.flatnonzero((seen <= self.staging_capacity) | (draws * seen < self.staging_capacity))
+            args = [self.staging_capacity, len(ids), self.seen_bound]
+            for i in candidates.tolist():
+                args += [i, repr(float(draws[i])), pack(ids[i], arrived, X[i])]
+            answer = int(self._offer(keys=[self.keys["staging"], self.keys["seen"]], args=args))
+            if answer >= 0:
+                self.seen_bound = answer
+                return
+            self.seen_bound = -1 - answer  # a cycle reset the count: offer the whole batch again
 
     def cycle(self, replace_fraction: float, rng: np.random.Generator) -> tuple[int, int]:
         """Atomically rebuild the window; return (retained, total) sizes."""

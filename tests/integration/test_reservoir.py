@@ -61,6 +61,25 @@ def test_staging_is_a_uniform_sample(client, name):
     assert abs(early - 0.1) < 0.03 and abs(late - 0.1) < 0.03  # each of 500 kept with p = 50/500
 
 
+def test_staging_stays_uniform_with_two_labelers_and_small_batches(client, name):
+    """Each labeler sends only samples that can still win; the sample must stay uniform across cycles."""
+    labelers = [Reservoir(client, name, capacity=50, staging_capacity=50) for _ in range(2)]
+    updater = Reservoir(client, name, capacity=50)
+    rng = np.random.default_rng(4)
+    X = np.zeros((20, 2), np.float32)
+    counts = np.zeros(600)
+    for _ in range(40):
+        for start in range(0, 600, 20):  # 30 batches, alternating labelers
+            labelers[(start // 20) % 2].offer(ids(20, start), X, 0.0, rng)
+        assert updater.sizes()["seen"] == 600
+        for packed in client.hvals(updater.keys["staging"]):
+            counts[int(unpack(packed)[0][1:])] += 1
+        updater.cycle(1.0, rng)  # resets the count under the labelers' feet
+    kept = counts / 40
+    assert abs(kept[:300].mean() - 50 / 600) < 0.015 and abs(kept[300:].mean() - 50 / 600) < 0.015
+    assert abs(kept[:50].mean() - 50 / 600) < 0.03  # the first samples after a reset are not favoured
+
+
 def test_cycle_keeps_exactly_half_and_refills_from_staging(client, name):
     X, _ = wordnet_slice(classes=4, per_class=100, seed=2)
     reservoir = Reservoir(client, name, capacity=200)
