@@ -28,6 +28,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -39,9 +40,8 @@ CONTENT_TYPES = (JSON, FLOAT32)
 _NUMBER_TYPES = {int, float}
 
 
-@dataclass(frozen=True)
-class InputMessage:
-    """The parts of a consumed Kafka message the decoder needs."""
+class InputMessage(NamedTuple):
+    """The parts of a consumed Kafka message the decoder needs (a tuple: one is made per message)."""
 
     topic: str
     partition: int
