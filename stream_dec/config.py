@@ -342,6 +342,10 @@ class LabelerConfig:
         labeler samples into the reservoir until version 1 exists); 0 = from the model.
     max_batch, max_wait_ms
         A batch is labelled at ``max_batch`` messages or after ``max_wait_ms``.
+    max_in_flight
+        Batches whose labels may wait for the broker's acknowledgement while the next
+        ones are labelled (at-least-once mode). 1 = wait for each batch before the next
+        but one; a crash repeats at most this many batches.
     content_type
         Wire format assumed when a message has no ``content-type`` header.
     max_message_bytes
@@ -368,6 +372,7 @@ class LabelerConfig:
     input_dim: int = 0
     max_batch: int = 2048
     max_wait_ms: int = 50
+    max_in_flight: int = 4
     content_type: Literal["application/json", "application/x-float32"] = "application/json"
     max_message_bytes: int = 1_048_576
     dead_letter_max_bytes: int = 65_536
@@ -382,6 +387,7 @@ class LabelerConfig:
         require(self.input_dim >= 0, "input_dim", ">= 0", self.input_dim)
         require(self.max_batch >= 1, "max_batch", ">= 1", self.max_batch)
         require(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
+        require(self.max_in_flight >= 1, "max_in_flight", ">= 1", self.max_in_flight)
         require(self.max_message_bytes >= 1, "max_message_bytes", ">= 1", self.max_message_bytes)
         require(self.dead_letter_max_bytes >= 0, "dead_letter_max_bytes", ">= 0", self.dead_letter_max_bytes)
         require(self.threads >= 1, "threads", ">= 1", self.threads)

@@ -53,11 +53,8 @@ def consumer_settings(config: Config) -> dict:
 def producer_settings(config: Config, transactional_id: str | None = None) -> dict:
     """Producer properties: idempotent, acks from all in-sync replicas, small linger.
 
-    Delivery reports come for failed records only (:class:`Delivery` re-sends those;
-    ``flush`` still waits for every record), which saves a Python callback per label.
     """
-    settings = {"linger.ms": 5, "acks": "all", "enable.idempotence": True, "delivery.report.only.error": True,
-                **kafka_settings(config, "producer")}
+    settings = {"linger.ms": 5, "acks": "all", "enable.idempotence": True, **kafka_settings(config, "producer")}
     if transactional_id:
         settings["transactional.id"] = transactional_id
     return settings
@@ -83,8 +80,34 @@ class Backoff:
         self.delay = self.first
 
 
+class Ticket:
+    """The records of one batch on their way to the broker.
+
+    >>> ticket = Ticket()
+    >>> ticket.waiting = 2
+    >>> ticket.report(None, None)
+    >>> ticket.waiting, ticket.done
+    (1, False)
+    """
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.failed: list[tuple[Record, KafkaError]] = []
+
+    @property
+    def done(self) -> bool:
+        """Every record acknowledged by the broker."""
+        return self.waiting == 0 and not self.failed
+
+    def report(self, error: KafkaError | None, message: Message) -> None:
+        """Delivery report: count the record; keep what is needed to produce a failed one again."""
+        self.waiting -= 1
+        if error is not None:
+            self.failed.append((Record(message.topic(), message.key(), message.value(), message.headers()), error))
+
+
 class Delivery:
-    """Produce records and wait until all are acknowledged, re-sending failures.
+    """Produce batches of records and wait until all are acknowledged, re-sending failures.
 
     Parameters
     ----------
@@ -97,43 +120,43 @@ class Delivery:
     def __init__(self, producer: Producer, backoff: Backoff) -> None:
         self.producer = producer
         self.backoff = backoff
-        self._failed: list[tuple[Record, KafkaError]] = []
 
-    def send(self, records: list[Record]) -> None:
-        """Produce ``records``; return when every one has been acknowledged."""
-        pending, started, waited = records, time.monotonic(), False
-        while pending:
-            self._failed = []
-            for record in pending:
-                self._produce(record)
-            while self.producer.flush(1.0) > 0:
-                log.warning("waiting for the broker to acknowledge %d records", len(self.producer))
-                waited = True
-            if not self._failed:
+    def submit(self, records: list[Record]) -> Ticket:
+        """Produce ``records`` without waiting; the ticket counts their acknowledgements."""
+        ticket = Ticket()
+        self._produce(ticket, records)
+        return ticket
+
+    def wait(self, ticket: Ticket) -> None:
+        """Return when every record of ``ticket`` has been acknowledged, producing failed ones again."""
+        started, waited = time.monotonic(), False
+        while True:
+            while ticket.waiting > 0:
+                if self.producer.flush(1.0) > 0 and ticket.waiting > 0:
+                    log.warning("waiting for the broker to acknowledge %d records", ticket.waiting)
+                    waited = True
+            if not ticket.failed:
                 if waited:
-                    log.warning("the broker acknowledged the batch after %.1fs; resuming",
-                                time.monotonic() - started)
+                    log.warning("the broker acknowledged the batch after %.1fs; resuming", time.monotonic() - started)
                 self.backoff.reset()
                 return
-            pending = [record for record, _ in self._failed]
+            failed, ticket.failed = ticket.failed, []
             delay = self.backoff.next_delay()
-            log.warning("%d records not acknowledged (%s); producing them again in %.1fs",
-                        len(pending), self._failed[0][1], delay)
+            log.warning("%d records not acknowledged (%s); producing them again in %.1fs", len(failed), failed[0][1],
+                        delay)
             time.sleep(delay)
+            self._produce(ticket, [record for record, _ in failed])
 
-    def _produce(self, record: Record) -> None:
-        while True:
-            try:
-                self.producer.produce(record.topic, record.value, record.key, headers=record.headers,
-                                      on_delivery=self._report)
-                return
-            except BufferError:  # local queue full: serve delivery reports, then try again
-                self.producer.poll(0.1)
-
-    def _report(self, error: KafkaError | None, message: Message) -> None:
-        """Delivery report: keep what is needed to produce a failed record again."""
-        if error is not None:
-            self._failed.append((Record(message.topic(), message.key(), message.value(), message.headers()), error))
+    def _produce(self, ticket: Ticket, records: list[Record]) -> None:
+        ticket.waiting += len(records)
+        for record in records:
+            while True:
+                try:
+                    self.producer.produce(record.topic, record.value, record.key, headers=record.headers,
+                                          on_delivery=ticket.report)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then try again
+                    self.producer.poll(0.1)
 
 
 def ensure_topics(config: Config, partitions: dict[str, int] | None = None, timeout: float = 30.0) -> None:

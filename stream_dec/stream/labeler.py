@@ -6,11 +6,13 @@ through :meth:`Labeler.process`:
 1. consume up to ``max_batch`` messages, waiting at most ``max_wait_ms``;
 2. decode them into one float32 array; undecodable ones become dead letters;
 3. label the array with the current model version (one model call per batch);
-4. produce the labels (keyed by the input key) and the dead letters;
-5. commit, in order: wait until the broker has acknowledged every record of the
-   batch (re-sending failures, never dropping), then commit each partition's last
-   offset + 1. In ``exactly-once`` mode steps 4-5 are one producer transaction
-   carrying the offsets instead.
+4. produce the labels (keyed by the input key) and the dead letters, without waiting;
+5. commit, oldest batch first: once the broker has acknowledged every record of a
+   batch (failures are produced again, never dropped), offer its samples to the
+   reservoir and commit each partition's last offset + 1. Up to ``max_in_flight``
+   batches wait for their acknowledgement while the next ones are labelled; one more
+   and the labeler waits for the oldest. In ``exactly-once`` mode steps 4-5 are one
+   producer transaction carrying the offsets instead.
 
 Cold start: a labeler started before any model version exists (``predictor=None``)
 only samples each batch into the reservoir, producing and committing nothing, and
@@ -18,10 +20,10 @@ remembers the first offset it saw per partition. When version 1 arrives on the
 versions topic it seeks back there and labels everything, so the updater can train
 the first model from the stream itself and no input goes unlabelled.
 
-Because a batch is committed before the next ``consume`` call, a rebalance (whose
-callbacks run inside ``consume``) finds nothing processed and uncommitted: the
-revoked partitions' work is already committed. A crash between steps 4 and 5 repeats
-labels on restart but never skips an input; consumers dedupe by the
+A rebalance (whose callbacks run inside ``consume``) first waits for every batch in
+flight and commits it, so the revoked partitions' work is committed before they move;
+stopping does the same. A crash before a batch is committed repeats its labels (at most
+``max_in_flight`` batches) on restart but never skips an input; consumers dedupe by the
 ``(topic, partition, offset)`` every label carries.
 """
 
@@ -30,6 +32,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 import redis
@@ -38,14 +42,14 @@ from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPa
 from stream_dec.config import Config
 from stream_dec.io.wire import InputMessage, Rejection, decode_batch, encode_label
 from stream_dec.model.predictor import Predictor
-from stream_dec.stream.kafka import Backoff, Delivery, Record
+from stream_dec.stream.kafka import Backoff, Delivery, Record, Ticket
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.versions import VersionFollower
 
 log = logging.getLogger("stream_dec.labeler")
 SLOW_BROKER_S = 1.0
-"""A commit that takes longer than this is logged (the broker is slow, down or paused)."""
+"""A commit or an acknowledgement that takes longer than this is logged (the broker is slow, down or paused)."""
 
 
 def input_message(message: Message) -> InputMessage:
@@ -89,6 +93,30 @@ def offset_ranges(messages: list[InputMessage]) -> dict[tuple[str, int], tuple[i
 def next_offsets(messages: list[InputMessage]) -> list[TopicPartition]:
     """Per partition, the offset to commit after ``messages``: the highest offset + 1."""
     return [TopicPartition(t, p, last + 1) for (t, p), (_, last) in offset_ranges(messages).items()]
+
+
+def latest_offsets(batches: list[list[TopicPartition]]) -> list[TopicPartition]:
+    """Per partition, the highest of the offsets to commit after several batches.
+
+    >>> [(tp.partition, tp.offset) for tp in latest_offsets([[TopicPartition("t", 0, 5)],
+    ...                                                      [TopicPartition("t", 0, 9), TopicPartition("t", 1, 2)]])]
+    [(0, 9), (1, 2)]
+    """
+    latest: dict[tuple[str, int], int] = {}
+    for offsets in batches:
+        for tp in offsets:
+            latest[(tp.topic, tp.partition)] = max(tp.offset, latest.get((tp.topic, tp.partition), tp.offset))
+    return [TopicPartition(t, p, offset) for (t, p), offset in latest.items()]
+
+
+class InFlight(NamedTuple):
+    """A labelled batch whose records are on their way to the broker."""
+
+    ticket: Ticket
+    offsets: list[TopicPartition]
+    ids: list[str]
+    X: np.ndarray
+    sent: float  # time.monotonic() when produced
 
 
 def first_offsets(messages: list[InputMessage]) -> list[TopicPartition]:
@@ -137,6 +165,7 @@ class Labeler:
             raise ValueError("a labeler without a model (cold start) needs the versions topic, a reservoir "
                              "and [labeler] input_dim")
         self.metrics.version.set(predictor.version if predictor else 0)
+        self.in_flight: deque[InFlight] = deque()
         self.unlabelled_from: dict[tuple[str, int], int] = {}
         self.rng = np.random.default_rng()
         self.reservoir_retry_at = 0.0
@@ -158,9 +187,11 @@ class Labeler:
                 messages = self.consumer.consume(self.settings.max_batch, self.settings.max_wait_ms / 1000)
                 if messages:
                     self.process(messages) if self.predictor else self.sample_only(messages)
+                self.settle()
                 if self.stats.due():
                     self.stats.emit(self.lag(), self.predictor.version if self.predictor else 0)
         finally:
+            self.settle(everything=True)
             self.producer.flush(30)
             self.consumer.close()  # leaves the group: partitions move at once
             log.info("labeler stopped")
@@ -205,9 +236,31 @@ class Labeler:
             self.feed_reservoir(batch.ids, batch.X)
             self._transaction(records, inputs)
             return
-        self.delivery.send(records)
-        self.feed_reservoir(batch.ids, batch.X)
-        self._commit(next_offsets(inputs))
+        self.in_flight.append(InFlight(self.delivery.submit(records), next_offsets(inputs), batch.ids, batch.X,
+                                       time.monotonic()))
+        self.settle(oldest=len(self.in_flight) > self.settings.max_in_flight)
+
+    def settle(self, oldest: bool = False, everything: bool = False) -> None:
+        """Commit the batches, oldest first, whose every record the broker has acknowledged.
+
+        ``oldest`` waits for the oldest batch in flight, as does a batch unacknowledged for
+        over ``SLOW_BROKER_S`` (the wait logs it); ``everything`` waits for all of them and
+        commits synchronously (before a rebalance moves partitions, and on stop).
+        """
+        self.producer.poll(0)  # serve delivery reports
+        settled = []
+        while self.in_flight:
+            batch = self.in_flight[0]
+            if not batch.ticket.done:
+                slow = time.monotonic() - batch.sent > SLOW_BROKER_S
+                if not (everything or ((oldest or slow) and not settled)):
+                    break
+                self.delivery.wait(batch.ticket)
+            self.in_flight.popleft()
+            self.feed_reservoir(batch.ids, batch.X)
+            settled.append(batch.offsets)
+        if settled:
+            self._commit(latest_offsets(settled), asynchronous=not everything)
 
     def sample_only(self, messages: list[Message]) -> None:
         """Cold start: offer the batch to the reservoir; produce and commit nothing."""
@@ -251,12 +304,16 @@ class Labeler:
             self.reservoir_retry_at = time.monotonic() + self.backoff.max
             log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
 
-    def _commit(self, offsets: list[TopicPartition]) -> None:
-        """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss."""
+    def _commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+        """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss.
+
+        An asynchronous commit that fails is covered by the next one (offsets only grow);
+        the synchronous one before a rebalance or stop is retried until it lands.
+        """
         while True:
             try:
                 started = time.monotonic()
-                self.consumer.commit(offsets=offsets, asynchronous=False)
+                self.consumer.commit(offsets=offsets, asynchronous=asynchronous)
                 elapsed = time.monotonic() - started
                 if elapsed > SLOW_BROKER_S:  # a synchronous commit blocks silently
                     log.warning("the broker took %.1fs to acknowledge the commit; resuming", elapsed)
@@ -307,6 +364,7 @@ class Labeler:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.settle(everything=True)
         for p in partitions:  # their new owner starts from the committed offset
             self.unlabelled_from.pop((p.topic, p.partition), None)
         log.info("revoked %s (their batches are already committed)",
