@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sweep", action="store_true",
                           help="sweep each strategy's stiffness knob (translate ratio, recentre ratio, refit anchor, ewc lam, "
                                "anchored distill) and write the frontier: agreement on retained samples against ACC gain over "
-                               "frozen, with frozen, retrain and MiniBatchKMeans (frontier.md, frontier.png)")
+                               "frozen, with frozen, retrain, MiniBatchKMeans and the ceiling no update can pass at "
+                               "min_agreement (frontier.md, frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
 
     serve = commands.add_parser("serve", help="run one real-time labeler",
@@ -195,7 +196,15 @@ def run_update(args: argparse.Namespace) -> dict:
 
 def run_evaluate(args: argparse.Namespace) -> dict:
     # matplotlib only when needed
-    from stream_dec.continual.evaluate import evaluate, frontier, frontier_table, markdown_table, sweep_lines
+    from stream_dec.continual.evaluate import (
+        ceiling_point,
+        ceilings,
+        evaluate,
+        frontier,
+        frontier_table,
+        markdown_table,
+        sweep_lines,
+    )
     from stream_dec.continual.plots import plot_frontier, plot_steps
 
     config = load_config(args.config)
@@ -212,7 +221,10 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     (args.out / "results.md").write_text(table + "\n")
     plots = [] if args.sweep else plot_steps(results, args.out)
     if args.sweep:
-        points = frontier(results)
+        limit = config.update.min_agreement
+        points = frontier(results) + [ceiling_point(ceilings(results, data.y, scenario=args.scenario, window=args.window,
+                                                              steps=args.steps, seed=args.seed, min_agreement=limit),
+                                                     limit)]
         table = frontier_table(points)
         (args.out / "frontier.md").write_text(table + "\n")
         plots.append(plot_frontier(points, args.out / "frontier.png", f"{data.path.name}, {args.scenario}: "

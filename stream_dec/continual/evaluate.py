@@ -241,6 +241,58 @@ def frontier(results: list[StepResult]) -> list[FrontierPoint]:
     return points
 
 
+def agreement_ceiling(y: np.ndarray, retained: np.ndarray, min_agreement: float) -> float:
+    """The most ACC an update can gain on a window, in expectation, keeping ``min_agreement``.
+
+    An update changes the label of some samples. Relabelling a sample gains at most one
+    correct label, also when the best cluster-to-class matching changes, so the ACC gain
+    is at most the fraction of the window relabelled. A model labels by the embedding
+    alone, and the retained samples of a class are drawn from the same distribution as
+    its new ones, so in expectation it relabels the same share ``d_c`` of both. The
+    ceiling is the best choice of shares ``0 <= d_c <= 1`` that changes at most
+    ``1 - min_agreement`` of the retained labels: a fractional knapsack filled with the
+    classes with the most window samples per retained one. Only class counts are needed.
+
+    >>> y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    >>> retained = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0], dtype=bool)  # class 1: 1 retained, 6 in all
+    >>> round(agreement_ceiling(y, retained, 0.8), 6)  # one retained label may change: class 1 moves whole
+    0.6
+    >>> round(agreement_ceiling(y, retained, 0.9), 6)  # half a retained label: half of class 1
+    0.3
+    """
+    _, index = np.unique(y, return_inverse=True)
+    kept = np.bincount(index[retained], minlength=index.max() + 1).astype(float)
+    total = np.bincount(index, minlength=index.max() + 1).astype(float)
+    budget = (1.0 - min_agreement) * retained.sum()
+    gain = total[kept == 0].sum()  # classes with no retained sample move for free
+    for c in np.flatnonzero(kept > 0)[np.argsort(-(total / np.maximum(kept, 1))[kept > 0], kind="stable")]:
+        share = min(1.0, budget / kept[c])
+        gain, budget = gain + share * total[c], budget - share * kept[c]
+        if budget <= 0:
+            break
+    return float(gain / len(y))
+
+
+def ceilings(results: list[StepResult], y: np.ndarray, *, scenario: Scenario, window: int, steps: int, seed: int,
+             min_agreement: float) -> dict[int, tuple[float, float]]:
+    """Per step of the experiment: :func:`agreement_ceiling` and that gain in units of the frozen -> retrain gap."""
+    plan = scenario_windows(y, scenario=scenario, window=window, steps=steps, seed=seed)
+    acc = {(r.step, r.strategy): r.acc for r in results}
+    out = {}
+    for step in range(1, steps + 1):
+        gain = agreement_ceiling(y[plan[step].rows], plan[step].retained, min_agreement)
+        gap = acc.get((step, "retrain"), np.nan) - acc.get((step, "frozen"), np.nan)
+        out[step] = (gain, gain / gap if gap > 0 else float("nan"))
+    return out
+
+
+def ceiling_point(per_step: dict[int, tuple[float, float]], min_agreement: float) -> FrontierPoint:
+    """:func:`ceilings` as a frontier point (means over the steps)."""
+    gains, closed = zip(*per_step.values())
+    return FrontierPoint(f"ceiling agreement={min_agreement:g}", min_agreement, float(np.mean(gains)),
+                         float(np.nanmean(closed)), 0.0, len(gains), len(gains))
+
+
 def frontier_table(points: list[FrontierPoint]) -> str:
     """The frontier as a Markdown table."""
     lines = ["| line | agreement | ACC gain vs frozen | gap closed | seconds | accepted steps |",

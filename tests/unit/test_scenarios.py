@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from stream_dec.continual.evaluate import agreement_ceiling
 from stream_dec.continual.scenarios import class_weights, scenario_windows
 
 
@@ -40,3 +41,22 @@ def test_weights_are_reproducible_and_bounded():
 def test_too_little_data_is_a_clear_error(labels):
     with pytest.raises(ValueError, match="not enough unseen samples"):
         scenario_windows(labels, scenario="replace-half", window=2000, steps=2, seed=0)
+
+
+def test_agreement_ceiling_is_what_an_oracle_update_reaches_and_grows_with_the_budget(labels):
+    """An oracle that relabels whole classes, best ratio first, reaches the ceiling and no more."""
+    step = scenario_windows(labels, scenario="shift", window=400, steps=2, seed=3)[2]
+    y, retained = labels[step.rows], step.retained
+    ceilings = [agreement_ceiling(y, retained, a) for a in (1.0, 0.99, 0.98, 0.9, 0.0)]
+    assert ceilings == sorted(ceilings) and ceilings[-1] == 1.0  # no constraint: relabel everything
+    assert ceilings[0] == np.isin(y, np.unique(y[~retained & ~np.isin(y, y[retained])])).mean()
+    # oracle: relabel whole classes with the most window samples per retained one while the budget lasts
+    classes = np.unique(y)
+    ratio = {c: (y == c).sum() / max((y[retained] == c).sum(), 1e-9) for c in classes}
+    changed = np.zeros(len(y), dtype=bool)
+    for c in sorted(classes, key=lambda c: -ratio[c]):
+        if (changed[retained] | (y[retained] == c)).mean() > 0.1:
+            break
+        changed |= y == c
+    assert 1 - changed[retained].mean() >= 0.9
+    assert changed.mean() <= agreement_ceiling(y, retained, 0.9) + 1e-12
