@@ -1,8 +1,8 @@
 """The stability/accuracy frontier of every update strategy, on the shared sets.
 
 For each data set, the ``shift`` scenario of ``stream-dec evaluate --sweep``: every
-tunable strategy runs its knob's grid (translate ratio, refit anchor, ewc lam,
-anchored distill), each value its own line of versions from the same initial model,
+tunable strategy runs its knob's grid (translate ratio, recentre ratio, refit anchor,
+ewc lam, anchored distill, grow budget), each value its own line of versions from the same initial model,
 beside frozen, retrain and MiniBatchKMeans. Prints the frontier table (means over the
 steps) and the targets of the stability issue:
 
@@ -62,7 +62,7 @@ def targets(results, points, strategy: str) -> list[str]:
 
 def main() -> None:
     parser = experiment_parser(__doc__)
-    parser.add_argument("--strategies", default="translate,recentre,refit,ewc,anchored")
+    parser.add_argument("--strategies", default="translate,recentre,refit,ewc,anchored,grow")
     args = parser.parse_args()
     config = experiment_config(args)
     strategies = args.strategies.split(",")

@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0, metavar="S", help="random seed (default: 0)")
     evaluate.add_argument("--config", type=Path, help="TOML config")
     evaluate.add_argument("--sweep", action="store_true",
-                          help="sweep each strategy's stiffness knob (translate ratio, recentre ratio, refit anchor, ewc lam, "
-                               "anchored distill) and write the frontier: agreement on retained samples against ACC gain over "
+                          help="sweep each strategy's stiffness knob (translate ratio, recentre ratio, refit anchor, "
+                               "ewc lam, anchored distill, grow budget) and write the frontier: agreement on retained samples against ACC gain over "
                                "frozen, with frozen, retrain, MiniBatchKMeans and the ceiling no update can pass at "
                                "min_agreement (frontier.md, frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
@@ -222,9 +222,9 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     plots = [] if args.sweep else plot_steps(results, args.out)
     if args.sweep:
         limit = config.update.min_agreement
-        points = frontier(results) + [ceiling_point(ceilings(results, data.y, scenario=args.scenario, window=args.window,
-                                                              steps=args.steps, seed=args.seed, min_agreement=limit),
-                                                     limit)]
+        per_step = ceilings(results, data.y, scenario=args.scenario, window=args.window, steps=args.steps,
+                            seed=args.seed, min_agreement=limit)
+        points = frontier(results) + [ceiling_point(per_step, limit)]
         table = frontier_table(points)
         (args.out / "frontier.md").write_text(table + "\n")
         plots.append(plot_frontier(points, args.out / "frontier.png", f"{data.path.name}, {args.scenario}: "

@@ -132,7 +132,7 @@ class TrainConfig:
         require(self.reconstruction_weight >= 0, "reconstruction_weight", ">= 0", self.reconstruction_weight)
 
 
-Strategy = Literal["translate", "recentre", "refit", "ewc", "anchored", "retrain", "frozen"]
+Strategy = Literal["translate", "recentre", "refit", "ewc", "anchored", "grow", "retrain", "frozen"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 
 
@@ -277,14 +277,40 @@ class AnchoredConfig:
 
 
 @dataclass(frozen=True)
+class GrowConfig:
+    """``grow``: open new cluster ids for dense regions of new samples that no centre serves.
+
+    Parameters
+    ----------
+    budget
+        Largest share of retained samples whose label the new ids may take (each
+        candidate is checked exactly; part of ``min_agreement``'s allowance).
+    candidates
+        KMeans clusters fitted to the window's new samples in latent space: the
+        candidate centres.
+    min_size
+        A new id must take at least this many window samples.
+    """
+
+    budget: float = 0.01
+    candidates: int = 48
+    min_size: int = 20
+
+    def __post_init__(self) -> None:
+        require(0 <= self.budget <= 1, "budget", "in [0, 1]", self.budget)
+        require(self.candidates >= 1, "candidates", ">= 1", self.candidates)
+        require(self.min_size >= 1, "min_size", ">= 1", self.min_size)
+
+
+@dataclass(frozen=True)
 class UpdateConfig:
     """Continual updates: which strategy, its settings, and the safety limits.
 
     Parameters
     ----------
     strategy
-        One of ``translate``, ``recentre``, ``refit``, ``ewc``, ``anchored``, ``retrain``
-        (baseline), ``frozen``.
+        One of ``translate``, ``recentre``, ``refit``, ``ewc``, ``anchored``, ``grow``,
+        ``retrain`` (baseline), ``frozen``.
     max_drift
         Largest allowed relative centre drift (moved distance / median gap between
         neighbouring centres).
@@ -301,6 +327,7 @@ class UpdateConfig:
     refit: RefitConfig = field(default_factory=RefitConfig)
     ewc: EwcConfig = field(default_factory=EwcConfig)
     anchored: AnchoredConfig = field(default_factory=AnchoredConfig)
+    grow: GrowConfig = field(default_factory=GrowConfig)
 
     def __post_init__(self) -> None:
         require(self.max_drift >= 0, "max_drift", ">= 0", self.max_drift)

@@ -11,6 +11,7 @@ from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import Limits, Proposal, Strategy, Update, UpdateReport, Window, apply_strategy
 from stream_dec.continual.ewc import Ewc
 from stream_dec.continual.frozen import Frozen
+from stream_dec.continual.grow import Grow
 from stream_dec.continual.recentre import Recentre
 from stream_dec.continual.refit import Refit
 from stream_dec.continual.retrain import Retrain
@@ -30,6 +31,8 @@ def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
         return Ewc(update.finetune, update.ewc, seed=seed, device=device)
     if name == "anchored":
         return Anchored(update.finetune, update.anchored, seed=seed, device=device)
+    if name == "grow":
+        return Grow(update.grow, seed=seed)
     if name == "retrain":
         return Retrain(config.train, seed=seed)
     if name == "frozen":

@@ -159,8 +159,8 @@ def apply_strategy(strategy: Strategy, current: ModelVersion, window: Window, li
     new_labels, _ = new_model.predict(window.X)
     rows = window.agreement_rows
     agreement = label_agreement(old_labels[rows], new_labels[rows])
-    drift = centre_drift(_centres(old_model), _centres(new_model))
-    permuted = not is_identity_matching(old_labels, new_labels, old_model.n_clusters)
+    drift = centre_drift(_centres(old_model), _centres(new_model)[: old_model.n_clusters])  # new ids: no drift
+    permuted = not is_identity_matching(old_labels, new_labels, old_model.n_clusters, new_model.n_clusters)
     violations = []
     if permuted:
         violations.append("cluster ids would be permuted (best old->new matching is not the identity)")
@@ -185,9 +185,10 @@ def window_loss(model: DEC, X: np.ndarray) -> float:
     return float(clustering_loss(q.clamp_min(1e-12).log(), target_distribution(q)))
 
 
-def overlap_counts(old_labels: np.ndarray, new_labels: np.ndarray, k: int) -> np.ndarray:
-    """``c[new_id, old_id]``: samples labelled ``new_id`` by the new model and ``old_id`` by the old."""
-    counts = np.zeros((k, k), dtype=np.int64)
+def overlap_counts(old_labels: np.ndarray, new_labels: np.ndarray, k: int, k_new: int | None = None) -> np.ndarray:
+    """``c[new_id, old_id]``: samples labelled ``new_id`` by the new model (``k_new`` ids, default ``k``)
+    and ``old_id`` by the old (``k`` ids)."""
+    counts = np.zeros((k_new or k, k), dtype=np.int64)
     np.add.at(counts, (new_labels, old_labels), 1)
     return counts
 
@@ -200,17 +201,21 @@ def overlap_matching(old_labels: np.ndarray, new_labels: np.ndarray, k: int) -> 
     return matching
 
 
-def is_identity_matching(old_labels: np.ndarray, new_labels: np.ndarray, k: int) -> bool:
+def is_identity_matching(old_labels: np.ndarray, new_labels: np.ndarray, k: int, k_new: int | None = None) -> bool:
     """True if no renaming of the new clusters agrees strictly better with the old labels.
+
+    The new model may have more ids (``k_new``) than the old: old ids must still match themselves.
 
     >>> is_identity_matching(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 0]), 2)
     True
     >>> is_identity_matching(np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0]), 2)
     False
+    >>> is_identity_matching(np.array([0, 0, 1, 1]), np.array([0, 2, 1, 1]), 2, 3)  # a new id 2
+    True
     """
-    counts = overlap_counts(old_labels, new_labels, k)
+    counts = overlap_counts(old_labels, new_labels, k, k_new)
     rows, cols = linear_sum_assignment(counts, maximize=True)
-    return bool(counts[rows, cols].sum() <= np.trace(counts))
+    return bool(counts[rows, cols].sum() <= np.trace(counts[:k]))
 
 
 def _centres(model: DEC) -> np.ndarray:

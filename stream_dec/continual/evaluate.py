@@ -41,6 +41,7 @@ class StepResult:
     step: int
     strategy: str
     acc: float
+    acc_many: float
     nmi: float
     ari: float
     agreement: float
@@ -53,6 +54,7 @@ class StepResult:
     accepted: bool
     violations: tuple[str, ...]
     drift_per_cluster: tuple[float, ...]
+    clusters: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +74,7 @@ KNOBS: dict[str, tuple[str, tuple[float, ...]]] = {
     "refit": ("anchor", (0.01, 0.1, 1.0, 10.0, 100.0)),
     "ewc": ("lam", (0.1, 1.0, 10.0, 100.0, 1000.0)),
     "anchored": ("distill", (0.0, 1.0, 3.0, 10.0, 30.0, 100.0)),
+    "grow": ("budget", (0.0025, 0.005, 0.01, 0.02)),
 }
 """Each tunable strategy's stiffness knob (a field of ``[update.<strategy>]``) and its sweep grid."""
 
@@ -130,7 +133,8 @@ def evaluate(
     scores0 = clustering_scores(y[first], model.predict(X[first])[0])
     results = [StepResult(scenario, 0, "initial", **scores0, agreement=1.0, acc_step0=scores0["acc"],
                           drift_mean=0.0, drift_max=0.0, relative_drift_mean=0.0, relative_drift_max=0.0,
-                          seconds=seconds0, accepted=True, violations=(), drift_per_cluster=())]
+                          seconds=seconds0, accepted=True, violations=(), drift_per_cluster=(),
+                          clusters=model.n_clusters)]
     log.info("step 0: initial DEC on %d samples, ACC %.4f (%.1fs)", len(first), scores0["acc"], seconds0)
     current = {line.label: initial for line in lines}
     peer = _MiniBatchBaseline(X[first], k, seed)
@@ -144,7 +148,8 @@ def evaluate(
             new_model = current[name].to_model()
             labels = new_model.predict(win.X)[0]
             old_centres = update.current.to_model().cluster_centres().detach().numpy()
-            moved = np.linalg.norm(new_model.cluster_centres().detach().numpy() - old_centres, axis=1)
+            new_centres = new_model.cluster_centres().detach().numpy()[: len(old_centres)]  # ids a strategy opened
+            moved = np.linalg.norm(new_centres - old_centres, axis=1)  # have no old position
             r = update.report
             results.append(StepResult(
                 scenario, step, name, **clustering_scores(y[rows], labels), agreement=r.agreement,
@@ -152,6 +157,7 @@ def evaluate(
                 drift_mean=r.drift_mean, drift_max=r.drift_max, relative_drift_mean=r.relative_drift_mean,
                 relative_drift_max=r.relative_drift_max, seconds=r.seconds, accepted=r.accepted,
                 violations=r.violations, drift_per_cluster=tuple(float(m) for m in moved),
+                clusters=new_model.n_clusters,
             ))
             log.info("step %d %s: ACC %.4f agreement %.4f drift %.4f (%.2fs)%s", step, name, results[-1].acc,
                      r.agreement, r.relative_drift_max, r.seconds, "" if r.accepted else " REJECTED")
@@ -175,7 +181,7 @@ class _MiniBatchBaseline:
             scenario, step, MINIBATCH_KMEANS_FROZEN, **clustering_scores(y[rows], frozen_labels), agreement=1.0,
             acc_step0=cluster_accuracy(y[first], self.frozen_step0), drift_mean=0.0, drift_max=0.0,
             relative_drift_mean=0.0, relative_drift_max=0.0, seconds=0.0, accepted=True, violations=(),
-            drift_per_cluster=())
+            drift_per_cluster=(), clusters=self.frozen.n_clusters)
         before = self.kmeans.predict(X[rows][retained])
         old_centres = self.kmeans.cluster_centers_.copy()
         started = time.perf_counter()
@@ -190,6 +196,7 @@ class _MiniBatchBaseline:
             drift_mean=drift.mean, drift_max=drift.max, relative_drift_mean=drift.relative_mean,
             relative_drift_max=drift.relative_max, seconds=seconds, accepted=True, violations=(),
             drift_per_cluster=tuple(np.linalg.norm(self.kmeans.cluster_centers_ - old_centres, axis=1).tolist()),
+            clusters=self.kmeans.n_clusters,
         )]
 
 
@@ -217,6 +224,7 @@ class FrontierPoint:
     label: str
     agreement: float
     acc_gain: float
+    acc_many_gain: float
     gap_closed: float
     seconds: float
     accepted_steps: int
@@ -226,16 +234,18 @@ class FrontierPoint:
 def frontier(results: list[StepResult]) -> list[FrontierPoint]:
     """Per line, means over the steps of: agreement on retained samples; ACC gain on the
     new window over its frozen reference (``frozen``; MiniBatchKMeans' own step-0 fit for
-    it); that gain in units of the frozen -> retrain gap; update seconds."""
-    acc = {(r.step, r.strategy): r.acc for r in results}
+    it), Hungarian and many-to-one (the fair one when a line opened new ids); the
+    Hungarian gain in units of the frozen -> retrain gap; update seconds."""
+    by = {(r.step, r.strategy): r for r in results}
     points = []
     for label in dict.fromkeys(r.strategy for r in results if r.step > 0):
         reference = MINIBATCH_KMEANS_FROZEN if label.startswith(MINIBATCH_KMEANS) else "frozen"
         mine = [r for r in results if r.strategy == label and r.step > 0]
-        gains = [r.acc - acc.get((r.step, reference), np.nan) for r in mine]
+        gains = [r.acc - by[(r.step, reference)].acc if (r.step, reference) in by else np.nan for r in mine]
+        many = [r.acc_many - by[(r.step, reference)].acc_many if (r.step, reference) in by else np.nan for r in mine]
         closed = [g for g in gap_closed(results, label, reference).values() if not np.isnan(g)]
         points.append(FrontierPoint(
-            label, float(np.mean([r.agreement for r in mine])), float(np.mean(gains)),
+            label, float(np.mean([r.agreement for r in mine])), float(np.mean(gains)), float(np.mean(many)),
             float(np.mean(closed)) if closed else float("nan"), float(np.mean([r.seconds for r in mine])),
             sum(r.accepted for r in mine), len(mine)))
     return points
@@ -288,28 +298,31 @@ def ceilings(results: list[StepResult], y: np.ndarray, *, scenario: Scenario, wi
 
 def ceiling_point(per_step: dict[int, tuple[float, float]], min_agreement: float) -> FrontierPoint:
     """:func:`ceilings` as a frontier point (means over the steps)."""
-    gains, closed = zip(*per_step.values())
+    gains = [gain for gain, _ in per_step.values()]
+    closed = [c for _, c in per_step.values() if not np.isnan(c)]
     return FrontierPoint(f"ceiling agreement={min_agreement:g}", min_agreement, float(np.mean(gains)),
-                         float(np.nanmean(closed)), 0.0, len(gains), len(gains))
+                         float(np.mean(gains)), float(np.mean(closed)) if closed else float("nan"), 0.0, len(gains),
+                         len(gains))
 
 
 def frontier_table(points: list[FrontierPoint]) -> str:
     """The frontier as a Markdown table."""
-    lines = ["| line | agreement | ACC gain vs frozen | gap closed | seconds | accepted steps |",
-             "|---|---|---|---|---|---|"]
-    lines += [f"| {p.label} | {p.agreement:.4f} | {p.acc_gain:+.4f} | {p.gap_closed:.0%} | {p.seconds:.2f} | "
-              f"{p.accepted_steps}/{p.steps} |" for p in points]
+    lines = ["| line | agreement | ACC gain vs frozen | many-to-one ACC gain | gap closed | seconds | "
+             "accepted steps |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {p.label} | {p.agreement:.4f} | {p.acc_gain:+.4f} | {p.acc_many_gain:+.4f} | {p.gap_closed:.0%} | "
+              f"{p.seconds:.2f} | {p.accepted_steps}/{p.steps} |" for p in points]
     return "\n".join(lines)
 
 
 def markdown_table(results: list[StepResult]) -> str:
     """The results as a Markdown table (one row per strategy and step)."""
-    head = ("| scenario | step | strategy | ACC | NMI | ARI | agreement | ACC step 0 | rel. drift mean | "
-            "rel. drift max | seconds | accepted |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| scenario | step | strategy | K | ACC | ACC many-to-one | NMI | ARI | agreement | ACC step 0 | "
+            "rel. drift mean | rel. drift max | seconds | accepted |\n" + "|---" * 14 + "|")
     lines = [head]
     for r in results:
         lines.append(
-            f"| {r.scenario} | {r.step} | {r.strategy} | {r.acc:.4f} | {r.nmi:.4f} | {r.ari:.4f} | {r.agreement:.4f} | "
+            f"| {r.scenario} | {r.step} | {r.strategy} | {r.clusters} | {r.acc:.4f} | {r.acc_many:.4f} | {r.nmi:.4f} | "
+            f"{r.ari:.4f} | {r.agreement:.4f} | "
             f"{r.acc_step0:.4f} | {r.relative_drift_mean:.4f} | {r.relative_drift_max:.4f} | {r.seconds:.2f} | "
             f"{'yes' if r.accepted else 'no'} |"
         )

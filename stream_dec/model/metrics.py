@@ -1,7 +1,9 @@
 """Clustering quality and stability metrics.
 
 Quality against true classes: :func:`cluster_accuracy` (ACC with the Hungarian
-matching of clusters to classes), NMI and ARI (:func:`clustering_scores`). Stability
+matching of clusters to classes), :func:`many_to_one_accuracy` (each cluster counted as
+its majority class: the fair ACC when there are more clusters than classes), NMI and ARI
+(:func:`clustering_scores`). Stability
 between two model versions: :func:`label_agreement` and :func:`centre_drift`.
 
 Examples
@@ -44,10 +46,20 @@ def cluster_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(counts[rows, cols].sum() / len(y_true))
 
 
+def many_to_one_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """ACC with each cluster mapped to its majority class (several clusters may share one).
+
+    >>> many_to_one_accuracy(np.array([0, 0, 1, 1]), np.array([0, 1, 2, 2]))  # two clusters for class 0
+    1.0
+    """
+    return float(contingency(y_true, y_pred).max(axis=1).sum() / len(y_true))
+
+
 def clustering_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
-    """``{"acc", "nmi", "ari"}`` of predicted clusters against true classes."""
+    """``{"acc", "acc_many", "nmi", "ari"}`` of predicted clusters against true classes."""
     return {
         "acc": cluster_accuracy(y_true, y_pred),
+        "acc_many": many_to_one_accuracy(y_true, y_pred),
         "nmi": float(normalized_mutual_info_score(y_true, y_pred)),
         "ari": float(adjusted_rand_score(y_true, y_pred)),
     }

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stream_dec.model.metrics import centre_drift, cluster_accuracy, clustering_scores, label_agreement
+from stream_dec.model.metrics import (centre_drift, cluster_accuracy, clustering_scores, label_agreement,
+                                      many_to_one_accuracy)
 
 
 def test_accuracy_hand_worked_case():
@@ -24,7 +25,15 @@ def test_accuracy_with_more_clusters_than_classes_counts_extras_wrong():
 
 def test_scores_are_perfect_for_a_permutation():
     scores = clustering_scores(np.array([0, 0, 1, 1, 2]), np.array([2, 2, 0, 0, 1]))
-    assert scores == pytest.approx({"acc": 1.0, "nmi": 1.0, "ari": 1.0})
+    assert scores == pytest.approx({"acc": 1.0, "acc_many": 1.0, "nmi": 1.0, "ari": 1.0})
+
+
+def test_many_to_one_accuracy_forgives_extra_clusters_that_hungarian_counts_wrong():
+    y_true = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    split = np.array([0, 0, 2, 2, 1, 1, 1, 1])  # class 0 split over two clusters, none mixed
+    assert cluster_accuracy(y_true, split) == 0.75 and many_to_one_accuracy(y_true, split) == 1.0
+    mixed = np.array([0, 0, 0, 1, 1, 1, 1, 1])  # one sample of class 0 in class 1's cluster
+    assert many_to_one_accuracy(y_true, mixed) == cluster_accuracy(y_true, mixed) == 0.875
 
 
 def test_label_agreement():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from stream_dec.config import (AnchoredConfig, Config, EwcConfig, FineTuneConfig, ModelConfig, RefitConfig, TrainConfig,
-                               TranslateConfig)
+from stream_dec.config import (AnchoredConfig, Config, EwcConfig, FineTuneConfig, GrowConfig, ModelConfig, RefitConfig,
+                               TrainConfig, TranslateConfig)
 from stream_dec.continual import Limits, Window, apply_strategy, make_strategy
 from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import is_identity_matching
@@ -190,3 +190,25 @@ def test_identity_matching_detects_a_swap():
     old = np.array([0, 0, 1, 1, 2, 2])
     assert is_identity_matching(old, old, 3)
     assert not is_identity_matching(old, np.array([1, 1, 0, 0, 2, 2]), 3)
+
+
+def test_grow_opens_a_new_id_for_a_class_the_model_never_saw():
+    """Train on 5 classes; the window adds a sixth: grow gives it a new id and keeps the old ones."""
+    X, y = wordnet_slice(classes=6, per_class=120, seed=5)
+    seen = y < 5
+    model, _ = fit_dec(X[seen][:400], ModelConfig(), TRAIN, n_clusters=5)  # the default linear D-384 shape
+    current = ModelVersion.from_model(model, version=1)
+    retained = X[seen][:200]
+    new = np.concatenate([X[seen][400:500], X[y == 5]])  # 100 of the known classes, 120 of the new one
+    window = Window.of(np.concatenate([retained, new]), np.arange(200 + len(new)) < 200)
+    grow = GrowConfig(budget=0.02, candidates=8)
+    config = dataclasses.replace(Config(), update=dataclasses.replace(Config().update, grow=grow))
+    update = apply_strategy(make_strategy("grow", config), current, window, Limits())
+    grown = update.proposal.model
+    assert grown.n_clusters > 5 and update.report.accepted and not update.report.ids_permuted
+    np.testing.assert_allclose(centres(grown)[:5], centres(current), atol=1e-6)  # old ids untouched
+    labels = grown.predict(window.X)[0]
+    unseen = np.arange(len(labels)) >= 300
+    assert np.mean(unseen[labels >= 5]) >= 0.8  # a new id means the new class
+    assert np.mean(labels[unseen] >= 5) >= 0.3  # and holds a good part of it within the budget
+    assert np.mean(labels[:200] == current.to_model().predict(retained)[0]) >= 0.98  # the budget
