@@ -51,9 +51,7 @@ def consumer_settings(config: Config) -> dict:
 
 
 def producer_settings(config: Config, transactional_id: str | None = None) -> dict:
-    """Producer properties: idempotent, acks from all in-sync replicas, small linger.
-
-    """
+    """Producer properties: idempotent, acks from all in-sync replicas, small linger."""
     settings = {"linger.ms": 5, "acks": "all", "enable.idempotence": True, **kafka_settings(config, "producer")}
     if transactional_id:
         settings["transactional.id"] = transactional_id

@@ -237,23 +237,24 @@ class Labeler:
             self._transaction(records, inputs)
             return
         self.in_flight.append(InFlight(self.delivery.submit(records), next_offsets(inputs), batch.ids, batch.X,
-                                       time.monotonic()))
-        self.settle(oldest=len(self.in_flight) > self.settings.max_in_flight)
+                                       time.monotonic()))  # settled by the run loop, right after this batch
 
-    def settle(self, oldest: bool = False, everything: bool = False) -> None:
+    def settle(self, everything: bool = False) -> None:
         """Commit the batches, oldest first, whose every record the broker has acknowledged.
 
-        ``oldest`` waits for the oldest batch in flight, as does a batch unacknowledged for
-        over ``SLOW_BROKER_S`` (the wait logs it); ``everything`` waits for all of them and
-        commits synchronously (before a rebalance moves partitions, and on stop).
+        With more than ``max_in_flight`` batches in flight, or the oldest unacknowledged for
+        over ``SLOW_BROKER_S`` (the wait logs it), it waits for the oldest; ``everything``
+        waits for all of them and commits synchronously (before a rebalance moves
+        partitions, and on stop).
         """
         self.producer.poll(0)  # serve delivery reports
+        full = len(self.in_flight) > self.settings.max_in_flight
         settled = []
         while self.in_flight:
             batch = self.in_flight[0]
             if not batch.ticket.done:
                 slow = time.monotonic() - batch.sent > SLOW_BROKER_S
-                if not (everything or ((oldest or slow) and not settled)):
+                if not (everything or ((full or slow) and not settled)):
                     break
                 self.delivery.wait(batch.ticket)
             self.in_flight.popleft()
