@@ -196,12 +196,31 @@ def self_train(
     )
 
 
+def latent_radius_for(X: np.ndarray, config: ModelConfig) -> float:
+    """The :class:`DEC` ``latent_radius`` for training on ``X``: ``config.latent_radius``
+    in cosine geometry, 0 in euclidean; ``"auto"`` is cosine when every row of ``X`` is a
+    unit vector (within 1%).
+
+    >>> latent_radius_for(np.eye(3), ModelConfig())
+    7.0
+    >>> latent_radius_for(np.full((2, 3), 2.0), ModelConfig())
+    0.0
+    >>> latent_radius_for(np.eye(3), ModelConfig(geometry="euclidean"))
+    0.0
+    """
+    cosine = (config.geometry == "cosine" or config.geometry == "auto"
+              and bool(np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=0.01)))
+    return config.latent_radius if cosine else 0.0
+
+
 def fit_dec(X: np.ndarray, model_config: ModelConfig, train_config: TrainConfig, n_clusters: int) -> tuple[DEC, TrainReport]:
     """Train a DEC model on ``X`` (n, D) from scratch: pretrain, init, self-train."""
     device = resolve_device(train_config.device)
     generator = seed_everything(train_config.seed)
     dims = (X.shape[1], *model_config.hidden_dims, model_config.latent_dim)
-    model = DEC(dims, n_clusters, alpha=model_config.alpha, latent_radius=model_config.latent_radius).to(device)
+    radius = latent_radius_for(X, model_config)
+    log.info("latent geometry: %s", f"cosine, radius {radius:g}" if radius else "euclidean")
+    model = DEC(dims, n_clusters, alpha=model_config.alpha, latent_radius=radius).to(device)
     data = torch.as_tensor(X, dtype=torch.float32, device=device)
     seconds = {}
     started = time.perf_counter()
