@@ -6,6 +6,7 @@ test session on a free port; each test gets its own topic names.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 import uuid
@@ -161,6 +162,14 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, c
                     keys.add(distinct(message))
     consumer.close()
     return records
+
+
+def wait_for_line(path: Path, pattern: str, timeout: float = 60.0) -> None:
+    """Wait until the log file at ``path`` has a match of the regular expression ``pattern``."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, path.read_text()):
+        assert time.monotonic() < deadline, f"{pattern!r} not logged: {path.read_text()[-2000:]}"
+        time.sleep(0.02)
 
 
 def wait_for_records(bootstrap: str, topic: str, count: int, timeout: float = 90.0) -> int:

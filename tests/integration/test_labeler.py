@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 
 import numpy as np
@@ -20,7 +19,7 @@ from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, producer_settings
 from stream_dec.stream.labeler import Labeler
 from tests.conftest import wordnet_slice
-from tests.integration.conftest import float32_record, json_record, produce, read_all, wait_for_records
+from tests.integration.conftest import float32_record, json_record, produce, read_all, wait_for_line, wait_for_records
 from tests.integration.reliability import account, source_offset
 
 pytestmark = pytest.mark.integration
@@ -190,7 +189,8 @@ def test_two_labelers_one_killed_the_other_takes_its_partitions(service, tmp_pat
     n = 7200
     path.write_text(path.read_text().replace('"max_wait_ms" = 20', '"max_wait_ms" = 20\n"max_batch" = 20'))
     first, second = serve(path, tmp_path / "first.log"), serve(path, tmp_path / "second.log")
-    time.sleep(8)  # both joined the group: partitions split between them
+    for log_path in (tmp_path / "first.log", tmp_path / "second.log"):  # both joined: partitions split
+        wait_for_line(log_path, r"assigned emb-\w+\[\d\]")
     inputs = produce_stream(config, n)
     bootstrap = config.kafka["bootstrap.servers"]
     wait_for_records(bootstrap, config.topics.labels, int(np.random.default_rng(reliability_run).integers(500, 2000)))

@@ -37,6 +37,7 @@ from tests.integration.conftest import (
     read_all,
     start_tansu,
     to_toml,
+    wait_for_line,
     wait_for_records,
 )
 from tests.integration.reliability import Row, account
@@ -177,13 +178,6 @@ def updater_toml(config, path) -> list[str]:
             "updater": dataclasses.asdict(config.updater), "log": {"format": "text", "level": "INFO"}}
     path.write_text(to_toml(data))
     return [sys.executable, "-m", "stream_dec", "update-loop", "--config", str(path)]
-
-
-def wait_for_line(path, text, timeout=60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in path.read_text():
-        assert time.monotonic() < deadline, f"{text!r} not logged: {path.read_text()[-2000:]}"
-        time.sleep(0.02)
 
 
 def run_until_published(updater: Updater, timeout: float = 60.0) -> Updater:
