@@ -38,11 +38,14 @@ def consumer_settings(config: Config) -> dict:
 
     Offsets are committed only by the labeler, after delivery (auto-commit off). The
     fetch wait defaults to 10 ms (librdkafka: 500 ms) so a quiet partition does not hold
-    a label back; override it in ``[kafka.consumer]``.
+    a label back, and the prefetch queue to 256 MiB (librdkafka: 64 MiB): at 64 MiB the
+    fetcher stalled while a batch was labelled, so fetching and labelling took turns
+    (384-d JSON: 14,600 -> 32,800 labels/s). Override either in ``[kafka.consumer]``.
     """
     return {
         "auto.offset.reset": "earliest",
         "fetch.wait.max.ms": 10,
+        "queued.max.messages.kbytes": 262144,
         **kafka_settings(config, "consumer"),
         "group.id": config.labeler.group_id,
         "enable.auto.commit": False,
