@@ -92,3 +92,16 @@ def test_secrets_are_masked_in_the_effective_config():
     shown = masked(config)
     assert shown["redis"]["password"] == "***" and shown["kafka"]["sasl.password"] == "***"
     assert shown["redis"]["url"] == "redis://***@cache:6379/0" and "hunter2" not in str(shown)
+
+
+def test_client_settings_layer_defaults_kafka_and_role_tables_and_forced_rules():
+    from stream_dec.stream.kafka import consumer_settings, producer_settings
+
+    config = config_from_mapping({"kafka": {"bootstrap.servers": "b:1", "linger.ms": 20, "consumer": {
+        "queued.max.messages.kbytes": 1024, "enable.auto.commit": True}}}, source="inline")
+    consumer, producer = consumer_settings(config), producer_settings(config)
+    assert consumer["queued.max.messages.kbytes"] == 1024  # [kafka.consumer] beats stream-dec's default
+    assert consumer["fetch.wait.max.ms"] == 10 and consumer["bootstrap.servers"] == "b:1"
+    assert consumer["enable.auto.commit"] is False  # forced: offsets are committed after delivery
+    assert "queued.max.messages.kbytes" not in producer and producer["linger.ms"] == 20
+    assert consumer_settings(config_from_mapping({}, source="inline"))["queued.max.messages.kbytes"] == 262144
