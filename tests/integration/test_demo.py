@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
+
+from tests.integration.conftest import wait_for_line
 
 pytestmark = pytest.mark.integration
 
@@ -45,11 +46,20 @@ def test_demo_replays_updates_and_stops_everything(tmp_path):
     assert not any(listening(port) for port in started_ports(result.stderr))
 
 
+# `python -m stream_dec ARGS` with Ctrl-C's handler, as from a terminal (under `nohup ... &` the
+# test run, and so the demo, would inherit SIGINT ignored)
+RUN_WITH_CTRL_C = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "sys.argv[0] = 'stream-dec'; runpy.run_module('stream_dec', run_name='__main__')")
+
+
 def test_ctrl_c_stops_everything_the_demo_started(tmp_path):
-    process = subprocess.Popen([sys.executable, "-m", "stream_dec", "demo", "--window", "600", "--steps", "3",
-                                "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(12)  # services up, replay running
+    log_path = tmp_path / "demo.log"
+    with open(log_path, "w") as log:  # 10 steps: still replaying when interrupted, however fast the host
+        process = subprocess.Popen([sys.executable, "-c", RUN_WITH_CTRL_C, "demo", "--window", "600", "--steps", "10",
+                                    "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=log)
+    wait_for_line(log_path, r"step \d+ \| produced +[1-9]", timeout=120)  # services up, replay running
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
+    process.wait(120)
+    stderr = log_path.read_text()
     assert process.returncode == 130 and "interrupted" in stderr
     assert not any(listening(port) for port in started_ports(stderr))
