@@ -73,23 +73,51 @@ class Grow:
             return Proposal(model)
         kmeans = KMeans(count, n_init=2, random_state=self.seed).fit(codes[torch.from_numpy(new)].numpy())
         candidates = model.project(torch.from_numpy(kmeans.cluster_centers_).to(model.centres.dtype))
-        allowed = self.config.budget * rows.sum()
-        centres, remaining, k = model.cluster_centres(), list(range(count)), model.n_clusters
-        while remaining:
-            best, current = None, model.log_assign(codes, centres).argmax(1).numpy()
-            for c in remaining:
-                trial = model.log_assign(codes, torch.cat([centres, candidates[c : c + 1]])).argmax(1).numpy()
-                gained = (trial == len(centres)) & (current < k)  # samples it takes from an old id
-                changed = int(((trial != labels) & rows).sum())  # retained labels changed, all new ids so far
-                if gained.sum() >= self.config.min_size and changed <= allowed:
-                    ratio = gained.sum() / max(int((gained & rows).sum()), 0.5)
-                    if best is None or ratio > best[0]:
-                        best = (ratio, c)
-            if best is None:
-                break
-            centres = torch.cat([centres, candidates[best[1] : best[1] + 1]])
-            remaining.remove(best[1])
-        return Proposal(_with_centres(model, centres))
+        old = model.cluster_centres()
+        chosen = choose_candidates(  # a sample's label is its nearest centre: Q falls with the distance
+            torch.cdist(codes, old).min(1).values.numpy(), torch.cdist(codes, candidates).numpy(), labels, rows,
+            k=model.n_clusters, allowed=self.config.budget * rows.sum(), min_size=self.config.min_size,
+        )
+        return Proposal(_with_centres(model, torch.cat([old, candidates[chosen]])))
+
+
+def choose_candidates(nearest: np.ndarray, to_candidates: np.ndarray, labels: np.ndarray, rows: np.ndarray, *,
+                      k: int, allowed: float, min_size: int) -> list[int]:
+    """The candidate centres ``grow`` appends, in order (greedy; see the module docstring).
+
+    ``nearest`` (n,) is each sample's distance to its nearest old centre, ``to_candidates``
+    (n, C) its distance to each candidate, ``labels`` (n,) its label among the ``k`` old ids,
+    ``rows`` (n,) marks the retained samples. A candidate takes the samples it is nearer to
+    than to every centre chosen so far; it qualifies if it takes at least ``min_size``
+    from old ids and the retained samples whose label then differs from ``labels`` number
+    at most ``allowed``; the qualifying candidate with the most samples taken from old ids
+    per retained sample among them comes next. Every candidate is scored in one pass.
+
+    >>> nearest = np.array([1.0, 1.0, 1.0, 1.0])
+    >>> to_candidates = np.array([[0.5, 2.0], [0.5, 2.0], [0.5, 0.4], [2.0, 0.4]])
+    >>> rows = np.array([True, False, False, False])
+    >>> choose_candidates(nearest, to_candidates, np.zeros(4, int), rows, k=1, allowed=0, min_size=1)
+    [1]
+    >>> choose_candidates(nearest, to_candidates, np.zeros(4, int), rows, k=1, allowed=1, min_size=1)
+    [1, 0]
+    """
+    current, nearest, chosen = labels.copy(), nearest.copy(), []
+    open_ = np.ones(to_candidates.shape[1], dtype=bool)
+    while open_.any():
+        takes = to_candidates < nearest[:, None]  # (n, C): the samples each candidate would take
+        from_old = takes & (current < k)[:, None]
+        gained = from_old.sum(0)
+        changed = int((rows & (current != labels)).sum()) + (takes & (rows & (current == labels))[:, None]).sum(0)
+        ratio = gained / np.maximum((from_old & rows[:, None]).sum(0), 0.5)
+        ok = open_ & (gained >= min_size) & (changed <= allowed)
+        if not ok.any():
+            break
+        best = int(np.argmax(np.where(ok, ratio, -1.0)))
+        current[takes[:, best]] = k + len(chosen)
+        nearest = np.minimum(nearest, to_candidates[:, best])
+        chosen.append(best)
+        open_[best] = False
+    return chosen
 
 
 def _with_centres(model: DEC, centres: torch.Tensor) -> DEC:
