@@ -20,10 +20,11 @@ from stream_dec.model.training import fit_dec
 
 
 def model_config_of(current: ModelVersion) -> ModelConfig:
-    """The :class:`ModelConfig` that built ``current`` (dims, K, alpha, radius)."""
+    """The :class:`ModelConfig` that built ``current`` (dims, K, alpha, geometry and radius)."""
     h = current.header
-    return ModelConfig(hidden_dims=h.dims[1:-1], latent_dim=h.dims[-1], clusters=h.n_clusters,
-                       alpha=h.alpha, latent_radius=h.latent_radius)
+    return ModelConfig(hidden_dims=h.dims[1:-1], latent_dim=h.dims[-1], clusters=h.n_clusters, alpha=h.alpha,
+                       geometry="cosine" if h.latent_radius > 0 else "euclidean",
+                       latent_radius=h.latent_radius or ModelConfig.latent_radius)
 
 
 def align_ids(old: DEC, new: DEC, X: np.ndarray) -> None:

@@ -13,9 +13,10 @@ from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import is_identity_matching
 from stream_dec.continual.ewc import Ewc, fisher_diagonal
 from stream_dec.continual.finetune import anchored_parameters
-from stream_dec.continual.retrain import Retrain
+from stream_dec.continual.retrain import Retrain, model_config_of
 from stream_dec.continual.translate import Translate, matched_centroids, translate_centres
-from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.model import DEC, ModelVersion, fit_dec
+from stream_dec.model.training import latent_radius_for
 from tests.conftest import wordnet_slice
 
 TRAIN = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
@@ -151,6 +152,13 @@ def test_retrain_aligns_its_ids_to_the_old_ones(setup):
     current, window = setup
     update = apply_strategy(Retrain(TRAIN, seed=7), current, window, LOOSE)
     assert not update.report.ids_permuted
+
+
+@pytest.mark.parametrize("radius", [0.0, 7.0])
+def test_retrain_keeps_the_models_geometry_whatever_the_window_looks_like(radius):
+    current = ModelVersion.from_model(DEC((6, 3), n_clusters=2, alpha=50.0, latent_radius=radius), version=1)
+    not_unit_rows = np.full((2, 6), 2.0)  # "auto" alone would pick euclidean for these
+    assert latent_radius_for(not_unit_rows, model_config_of(current)) == radius
 
 
 def test_permuted_ids_are_reported_not_returned_silently(setup):
