@@ -55,6 +55,7 @@ class StepResult:
     violations: tuple[str, ...]
     drift_per_cluster: tuple[float, ...]
     clusters: int = 0
+    agreement_heldout: float = float("nan")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -141,13 +142,15 @@ def evaluate(
     for step in range(1, steps + 1):
         rows, retained = plan[step].rows, plan[step].retained
         win = Window.of(X[rows], retained)
+        held_out = X[np.setdiff1d(plan[step - 1].rows, rows[retained])]  # the old window's dropped half
         for name, strategy, line_config in lines:
             update = apply_strategy(make_strategy(strategy, line_config, seed=seed + step), current[name], win,
                                     limits_of(line_config))
             current[name] = update.to_version()
             new_model = current[name].to_model()
             labels = new_model.predict(win.X)[0]
-            old_centres = update.current.to_model().cluster_centres().detach().numpy()
+            old_model = update.current.to_model()
+            old_centres = old_model.cluster_centres().detach().numpy()
             new_centres = new_model.cluster_centres().detach().numpy()[: len(old_centres)]  # ids a strategy opened
             moved = np.linalg.norm(new_centres - old_centres, axis=1)  # have no old position
             r = update.report
@@ -158,10 +161,11 @@ def evaluate(
                 relative_drift_max=r.relative_drift_max, seconds=r.seconds, accepted=r.accepted,
                 violations=r.violations, drift_per_cluster=tuple(float(m) for m in moved),
                 clusters=new_model.n_clusters,
+                agreement_heldout=float((old_model.predict(held_out)[0] == new_model.predict(held_out)[0]).mean()),
             ))
             log.info("step %d %s: ACC %.4f agreement %.4f drift %.4f (%.2fs)%s", step, name, results[-1].acc,
                      r.agreement, r.relative_drift_max, r.seconds, "" if r.accepted else " REJECTED")
-        results.extend(peer.step(scenario, step, X, y, rows, retained, first))
+        results.extend(peer.step(scenario, step, X, y, rows, retained, first, held_out))
     return results
 
 
@@ -174,15 +178,15 @@ class _MiniBatchBaseline:
         self.frozen = deepcopy(self.kmeans)  # the step-0 fit, never updated: the peer's own reference
         self.frozen_step0 = self.frozen.predict(X0)
 
-    def step(self, scenario, step, X, y, rows, retained, first) -> list[StepResult]:
+    def step(self, scenario, step, X, y, rows, retained, first, held_out) -> list[StepResult]:
         """Its frozen line (the step-0 fit, never updated) and its updated line."""
         frozen_labels = self.frozen.predict(X[rows])
         unchanged = StepResult(
             scenario, step, MINIBATCH_KMEANS_FROZEN, **clustering_scores(y[rows], frozen_labels), agreement=1.0,
             acc_step0=cluster_accuracy(y[first], self.frozen_step0), drift_mean=0.0, drift_max=0.0,
             relative_drift_mean=0.0, relative_drift_max=0.0, seconds=0.0, accepted=True, violations=(),
-            drift_per_cluster=(), clusters=self.frozen.n_clusters)
-        before = self.kmeans.predict(X[rows][retained])
+            drift_per_cluster=(), clusters=self.frozen.n_clusters, agreement_heldout=1.0)
+        before, before_held_out = self.kmeans.predict(X[rows][retained]), self.kmeans.predict(held_out)
         old_centres = self.kmeans.cluster_centers_.copy()
         started = time.perf_counter()
         self.kmeans.partial_fit(X[rows][~retained])
@@ -197,6 +201,7 @@ class _MiniBatchBaseline:
             relative_drift_max=drift.relative_max, seconds=seconds, accepted=True, violations=(),
             drift_per_cluster=tuple(np.linalg.norm(self.kmeans.cluster_centers_ - old_centres, axis=1).tolist()),
             clusters=self.kmeans.n_clusters,
+            agreement_heldout=label_agreement(before_held_out, self.kmeans.predict(held_out)),
         )]
 
 
@@ -223,6 +228,7 @@ class FrontierPoint:
 
     label: str
     agreement: float
+    agreement_heldout: float
     acc_gain: float
     acc_many_gain: float
     gap_closed: float
@@ -232,7 +238,8 @@ class FrontierPoint:
 
 
 def frontier(results: list[StepResult]) -> list[FrontierPoint]:
-    """Per line, means over the steps of: agreement on retained samples; ACC gain on the
+    """Per line, means over the steps of: agreement on retained samples and on held-out
+    old samples (the previous window's dropped half, which no update saw); ACC gain on the
     new window over its frozen reference (``frozen``; MiniBatchKMeans' own step-0 fit for
     it), Hungarian and many-to-one (the fair one when a line opened new ids); the
     Hungarian gain in units of the frozen -> retrain gap; update seconds."""
@@ -245,7 +252,8 @@ def frontier(results: list[StepResult]) -> list[FrontierPoint]:
         many = [r.acc_many - by[(r.step, reference)].acc_many if (r.step, reference) in by else np.nan for r in mine]
         closed = [g for g in gap_closed(results, label, reference).values() if not np.isnan(g)]
         points.append(FrontierPoint(
-            label, float(np.mean([r.agreement for r in mine])), float(np.mean(gains)), float(np.mean(many)),
+            label, float(np.mean([r.agreement for r in mine])), float(np.mean([r.agreement_heldout for r in mine])),
+            float(np.mean(gains)), float(np.mean(many)),
             float(np.mean(closed)) if closed else float("nan"), float(np.mean([r.seconds for r in mine])),
             sum(r.accepted for r in mine), len(mine)))
     return points
@@ -300,29 +308,30 @@ def ceiling_point(per_step: dict[int, tuple[float, float]], min_agreement: float
     """:func:`ceilings` as a frontier point (means over the steps)."""
     gains = [gain for gain, _ in per_step.values()]
     closed = [c for _, c in per_step.values() if not np.isnan(c)]
-    return FrontierPoint(f"ceiling agreement={min_agreement:g}", min_agreement, float(np.mean(gains)),
+    return FrontierPoint(f"ceiling agreement={min_agreement:g}", min_agreement, min_agreement, float(np.mean(gains)),
                          float(np.mean(gains)), float(np.mean(closed)) if closed else float("nan"), 0.0, len(gains),
                          len(gains))
 
 
 def frontier_table(points: list[FrontierPoint]) -> str:
     """The frontier as a Markdown table."""
-    lines = ["| line | agreement | ACC gain vs frozen | many-to-one ACC gain | gap closed | seconds | "
-             "accepted steps |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {p.label} | {p.agreement:.4f} | {p.acc_gain:+.4f} | {p.acc_many_gain:+.4f} | {p.gap_closed:.0%} | "
-              f"{p.seconds:.2f} | {p.accepted_steps}/{p.steps} |" for p in points]
+    lines = ["| line | agreement | held-out agreement | ACC gain vs frozen | many-to-one ACC gain | gap closed | "
+             "seconds | accepted steps |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {p.label} | {p.agreement:.4f} | {p.agreement_heldout:.4f} | {p.acc_gain:+.4f} | "
+              f"{p.acc_many_gain:+.4f} | {p.gap_closed:.0%} | {p.seconds:.2f} | {p.accepted_steps}/{p.steps} |"
+              for p in points]
     return "\n".join(lines)
 
 
 def markdown_table(results: list[StepResult]) -> str:
     """The results as a Markdown table (one row per strategy and step)."""
-    head = ("| scenario | step | strategy | K | ACC | ACC many-to-one | NMI | ARI | agreement | ACC step 0 | "
-            "rel. drift mean | rel. drift max | seconds | accepted |\n" + "|---" * 14 + "|")
+    head = ("| scenario | step | strategy | K | ACC | ACC many-to-one | NMI | ARI | agreement | held-out agreement | "
+            "ACC step 0 | rel. drift mean | rel. drift max | seconds | accepted |\n" + "|---" * 15 + "|")
     lines = [head]
     for r in results:
         lines.append(
             f"| {r.scenario} | {r.step} | {r.strategy} | {r.clusters} | {r.acc:.4f} | {r.acc_many:.4f} | {r.nmi:.4f} | "
-            f"{r.ari:.4f} | {r.agreement:.4f} | "
+            f"{r.ari:.4f} | {r.agreement:.4f} | {r.agreement_heldout:.4f} | "
             f"{r.acc_step0:.4f} | {r.relative_drift_mean:.4f} | {r.relative_drift_max:.4f} | {r.seconds:.2f} | "
             f"{'yes' if r.accepted else 'no'} |"
         )

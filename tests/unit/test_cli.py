@@ -116,7 +116,8 @@ def test_evaluate_writes_results_table_and_plots(capsys, fast_config, tmp_path):
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert {(r["step"], r["strategy"]) for r in rows} >= {(0, "initial"), (2, "ewc"), (2, "minibatch-kmeans")}
     frozen = [r for r in rows if r["strategy"] == "frozen"]
-    assert all(r["agreement"] == 1.0 and r["drift_max"] == 0.0 for r in frozen)
+    assert all(r["agreement"] == r["agreement_heldout"] == 1.0 and r["drift_max"] == 0.0 for r in frozen)
+    assert all(0.0 <= r["agreement_heldout"] <= 1.0 for r in rows if r["step"] > 0)  # on the old window's dropped half
     assert "| shift | 2 | translate |" in (tmp_path / "out" / "results.md").read_text()
     for name in ("accuracy.png", "agreement.png", "drift.png"):
         assert (tmp_path / "out" / name).read_bytes()[:4] == b"\x89PNG"
@@ -135,7 +136,7 @@ def test_evaluate_sweep_writes_the_frontier(capsys, fast_config, tmp_path):
     lines = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
     assert lines == {"frozen", "retrain", "minibatch-kmeans", "minibatch-kmeans frozen", "ceiling agreement=0.98"} | {
         f"translate ratio={r:g}" for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)}
-    assert "| frozen | 1.0000 | +0.0000 |" in table  # frozen is the origin of the frontier
+    assert "| frozen | 1.0000 | 1.0000 | +0.0000 |" in table  # frozen is the origin of the frontier
     ceiling = next(line for line in table.splitlines() if line.startswith("| ceiling"))
-    assert ceiling.startswith("| ceiling agreement=0.98 | 0.9800 | +0.") and float(ceiling.split(" | ")[2]) > 0
+    assert ceiling.startswith("| ceiling agreement=0.98 | 0.9800 | 0.9800 | +0.") and float(ceiling.split(" | ")[3]) > 0
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
