@@ -8,7 +8,11 @@ greedily, the candidate that takes the most window samples per retained sample i
 is added, as long as the retained samples whose label changes stay within ``budget`` of
 them and the new id takes at least ``min_size`` samples from old ids (each candidate is
 checked with the labels it would really produce: a candidate inside a region an earlier one
-took gains nothing from old ids). New ids follow the highest existing one, and ids are
+took gains nothing from old ids). The retained samples are split at random: the choice
+looks at one half only, and the budget holds on the other half as well as on all of them,
+so the agreement an update reports is not inflated by choosing regions where the retained
+samples at hand happen to be few (choosing and checking on all of them read 0.9815 on the
+retained samples and 0.9733 on held-out old samples). New ids follow the highest existing one, and ids are
 never removed, so a retired id is never reused. The encoder is unchanged.
 
 Examples
@@ -74,42 +78,49 @@ class Grow:
         kmeans = KMeans(count, n_init=2, random_state=self.seed).fit(codes[torch.from_numpy(new)].numpy())
         candidates = model.project(torch.from_numpy(kmeans.cluster_centers_).to(model.centres.dtype))
         old = model.cluster_centres()
+        check = rows & (np.random.default_rng(self.seed).random(len(rows)) < 0.5)
         chosen = choose_candidates(  # a sample's label is its nearest centre: Q falls with the distance
-            torch.cdist(codes, old).min(1).values.numpy(), torch.cdist(codes, candidates).numpy(), labels, rows,
-            k=model.n_clusters, allowed=self.config.budget * rows.sum(), min_size=self.config.min_size,
+            torch.cdist(codes, old).min(1).values.numpy(), torch.cdist(codes, candidates).numpy(), labels,
+            rows & ~check, check, k=model.n_clusters, budget=self.config.budget, min_size=self.config.min_size,
         )
         return Proposal(_with_centres(model, torch.cat([old, candidates[chosen]])))
 
 
-def choose_candidates(nearest: np.ndarray, to_candidates: np.ndarray, labels: np.ndarray, rows: np.ndarray, *,
-                      k: int, allowed: float, min_size: int) -> list[int]:
+def choose_candidates(nearest: np.ndarray, to_candidates: np.ndarray, labels: np.ndarray, choose: np.ndarray,
+                      check: np.ndarray, *, k: int, budget: float, min_size: int) -> list[int]:
     """The candidate centres ``grow`` appends, in order (greedy; see the module docstring).
 
     ``nearest`` (n,) is each sample's distance to its nearest old centre, ``to_candidates``
-    (n, C) its distance to each candidate, ``labels`` (n,) its label among the ``k`` old ids,
-    ``rows`` (n,) marks the retained samples. A candidate takes the samples it is nearer to
-    than to every centre chosen so far; it qualifies if it takes at least ``min_size``
-    from old ids and the retained samples whose label then differs from ``labels`` number
-    at most ``allowed``; the qualifying candidate with the most samples taken from old ids
-    per retained sample among them comes next. Every candidate is scored in one pass.
+    (n, C) its distance to each candidate, ``labels`` (n,) its label among the ``k`` old ids;
+    ``choose`` and ``check`` (n,) mark two disjoint sets of retained samples. A candidate
+    takes the samples it is nearer to than to every centre chosen so far; it qualifies if it
+    takes at least ``min_size`` from old ids and, of the ``check`` samples and of all the
+    retained ones, a share of at most ``budget`` then differs from ``labels``; the qualifying
+    candidate with the most samples taken from old ids (outside ``check``) per ``choose``
+    sample among them comes next. Every candidate is scored in one pass.
 
-    >>> nearest = np.array([1.0, 1.0, 1.0, 1.0])
-    >>> to_candidates = np.array([[0.5, 2.0], [0.5, 2.0], [0.5, 0.4], [2.0, 0.4]])
-    >>> rows = np.array([True, False, False, False])
-    >>> choose_candidates(nearest, to_candidates, np.zeros(4, int), rows, k=1, allowed=0, min_size=1)
+    >>> nearest = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    >>> to_candidates = np.array([[0.5, 2.0], [0.5, 2.0], [0.5, 0.4], [2.0, 0.4], [0.5, 2.0]])
+    >>> choose = np.array([True, False, False, False, False])
+    >>> check = np.array([False, False, False, False, True])
+    >>> choose_candidates(nearest, to_candidates, np.zeros(5, int), choose, check, k=1, budget=0.0, min_size=1)
     [1]
-    >>> choose_candidates(nearest, to_candidates, np.zeros(4, int), rows, k=1, allowed=1, min_size=1)
+    >>> choose_candidates(nearest, to_candidates, np.zeros(5, int), choose, check, k=1, budget=1.0, min_size=1)
     [1, 0]
     """
     current, nearest, chosen = labels.copy(), nearest.copy(), []
+    retained = choose | check
     open_ = np.ones(to_candidates.shape[1], dtype=bool)
     while open_.any():
         takes = to_candidates < nearest[:, None]  # (n, C): the samples each candidate would take
         from_old = takes & (current < k)[:, None]
         gained = from_old.sum(0)
-        changed = int((rows & (current != labels)).sum()) + (takes & (rows & (current == labels))[:, None]).sum(0)
-        ratio = gained / np.maximum((from_old & rows[:, None]).sum(0), 0.5)
-        ok = open_ & (gained >= min_size) & (changed <= allowed)
+        kept = takes & (current == labels)[:, None]  # labels a candidate would change now
+        within = np.ones_like(open_)
+        for rows in (check, retained):
+            within &= int((rows & (current != labels)).sum()) + (kept & rows[:, None]).sum(0) <= budget * rows.sum()
+        ratio = (from_old & ~check[:, None]).sum(0) / np.maximum((from_old & choose[:, None]).sum(0), 0.5)
+        ok = open_ & (gained >= min_size) & within
         if not ok.any():
             break
         best = int(np.argmax(np.where(ok, ratio, -1.0)))
