@@ -290,7 +290,8 @@ class GrowConfig:
     ----------
     budget
         Largest share of retained samples whose label the new ids may take (each
-        candidate is checked exactly; part of ``min_agreement``'s allowance).
+        candidate is checked exactly, on all retained samples and on a random half the
+        choice did not see; part of ``min_agreement``'s allowance).
     candidates
         KMeans clusters fitted to the window's new samples in latent space: the
         candidate centres.
