@@ -12,8 +12,8 @@ took gains nothing from old ids). The retained samples are split at random: the 
 looks at one half only, and the budget holds on the other half as well as on all of them,
 so the agreement an update reports is not inflated by choosing regions where the retained
 samples at hand happen to be few (choosing and checking on all of them read 0.9815 on the
-retained samples and 0.9733 on held-out old samples). New ids follow the highest existing one, and ids are
-never removed, so a retired id is never reused. The encoder is unchanged.
+retained samples and 0.9733 on held-out old samples). New ids follow the highest existing
+one, and ids are never removed, so a retired id is never reused. The encoder is unchanged.
 
 Examples
 --------

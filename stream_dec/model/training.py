@@ -208,8 +208,8 @@ def latent_radius_for(X: np.ndarray, config: ModelConfig) -> float:
     >>> latent_radius_for(np.eye(3), ModelConfig(geometry="euclidean"))
     0.0
     """
-    cosine = (config.geometry == "cosine" or config.geometry == "auto"
-              and bool(np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=0.01)))
+    cosine = config.geometry == "cosine" or (
+        config.geometry == "auto" and bool(np.allclose(np.linalg.norm(X, axis=1), 1.0, atol=0.01)))
     return config.latent_radius if cosine else 0.0
 
 
