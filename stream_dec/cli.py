@@ -92,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", type=Path, help="TOML config")
     evaluate.add_argument("--sweep", action="store_true",
                           help="sweep each strategy's stiffness knob (translate ratio, recentre ratio, refit anchor, "
-                               "ewc lam, anchored distill, grow budget) and write the frontier: agreement on retained samples against ACC gain over "
-                               "frozen, with frozen, retrain, MiniBatchKMeans and the ceiling no update can pass at "
-                               "min_agreement (frontier.md, frontier.png)")
+                               "ewc lam, anchored distill, grow budget) and write the frontier: agreement on retained "
+                               "(and on held-out old) samples against ACC gain over frozen, with frozen, retrain, "
+                               "MiniBatchKMeans and the ceiling no update can pass at min_agreement (frontier.md, "
+                               "frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
 
     serve = commands.add_parser("serve", help="run one real-time labeler",

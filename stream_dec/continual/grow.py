@@ -69,7 +69,8 @@ class Grow:
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
         model = current.to_model()
         codes = encode_all(model, torch.from_numpy(window.X))
-        labels = model.log_assign(codes).argmax(1).numpy()
+        old = model.cluster_centres()
+        nearest, labels = (t.numpy() for t in torch.cdist(codes, old).min(1))  # Q falls with the distance
         rows = window.agreement_rows
         new = ~window.retained if window.retained.any() else np.ones(len(codes), dtype=bool)
         count = min(self.config.candidates, int(new.sum()) // self.config.min_size)  # none smaller than min_size
@@ -77,11 +78,10 @@ class Grow:
             return Proposal(model)
         kmeans = KMeans(count, n_init=2, random_state=self.seed).fit(codes[torch.from_numpy(new)].numpy())
         candidates = model.project(torch.from_numpy(kmeans.cluster_centers_).to(model.centres.dtype))
-        old = model.cluster_centres()
         check = rows & (np.random.default_rng(self.seed).random(len(rows)) < 0.5)
-        chosen = choose_candidates(  # a sample's label is its nearest centre: Q falls with the distance
-            torch.cdist(codes, old).min(1).values.numpy(), torch.cdist(codes, candidates).numpy(), labels,
-            rows & ~check, check, k=model.n_clusters, budget=self.config.budget, min_size=self.config.min_size,
+        chosen = choose_candidates(
+            nearest, torch.cdist(codes, candidates).numpy(), labels, rows & ~check, check, k=model.n_clusters,
+            budget=self.config.budget, min_size=self.config.min_size,
         )
         return Proposal(_with_centres(model, torch.cat([old, candidates[chosen]])))
 

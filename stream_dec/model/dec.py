@@ -123,12 +123,10 @@ class DEC(nn.Module):
         """The centres as used for assignment (K, d)."""
         return self.project(self.centres)
 
-    def log_assign(self, z: torch.Tensor, centres: torch.Tensor | None = None) -> torch.Tensor:
-        """log Q for latent codes ``z`` (n, d) -> (n, K), against the model's centres or
-        ``centres`` (K', d), given in the latent geometry."""
+    def log_assign(self, z: torch.Tensor) -> torch.Tensor:
+        """log Q for latent codes ``z`` (n, d) -> (n, K)."""
         scale = self.latent_radius or 1.0
-        centres = self.cluster_centres() if centres is None else centres
-        return log_soft_assignment(scale * z, scale * centres, self.alpha)
+        return log_soft_assignment(scale * z, scale * self.cluster_centres(), self.alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Soft assignment Q of inputs ``x`` (n, D) -> (n, K)."""
