@@ -8,6 +8,8 @@ them as a peer baseline, with its never-updated step-0 fit (``minibatch-kmeans f
 as its own reference. Per strategy and step it records ACC/NMI/ARI on the new
 window, label agreement on retained samples, ACC on the step-0 samples (forgetting),
 centre drift (mean, max, relative, per cluster), update seconds and the verdict.
+Where ``frozen`` and ``retrain`` both run, a ``retrain-cells-oracle`` row per step shows
+how much of retrain's gain survives the agreement limit (:func:`retrain_cells`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import MiniBatchKMeans
 
 from stream_dec.config import Config
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MINIBATCH_KMEANS = "minibatch-kmeans"
 MINIBATCH_KMEANS_FROZEN = "minibatch-kmeans frozen"
+RETRAIN_CELLS_ORACLE = "retrain-cells-oracle"
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ def evaluate(
         rows, retained = plan[step].rows, plan[step].retained
         win = Window.of(X[rows], retained)
         held_out = X[np.setdiff1d(plan[step - 1].rows, rows[retained])]  # the old window's dropped half
+        outputs = {}  # line -> (its labels of the window, its model)
         for name, strategy, line_config in lines:
             update = apply_strategy(make_strategy(strategy, line_config, seed=seed + step), current[name], win,
                                     limits_of(line_config))
@@ -165,8 +170,77 @@ def evaluate(
             ))
             log.info("step %d %s: ACC %.4f agreement %.4f drift %.4f (%.2fs)%s", step, name, results[-1].acc,
                      r.agreement, r.relative_drift_max, r.seconds, "" if r.accepted else " REJECTED")
+            outputs[name] = labels, new_model
+        if "frozen" in outputs and "retrain" in outputs:
+            results.append(_oracle_step(scenario, step, y[rows], win.retained, held_out, outputs["frozen"],
+                                        outputs["retrain"], config.update.min_agreement))
         results.extend(peer.step(scenario, step, X, y, rows, retained, first, held_out))
     return results
+
+
+def retrain_cells(y: np.ndarray, frozen: np.ndarray, retrained: np.ndarray, retained: np.ndarray,
+                  min_agreement: float) -> np.ndarray:
+    """The cells in which an oracle adopts retrain's labels, as bool ``take[i, j]``.
+
+    Cell ``(i, j)`` holds the samples that frozen labels ``i`` and retrain (ids aligned to
+    the old ones) labels ``j``: both are functions of the embedding, so a model could label
+    by cells. Adopting ``j`` in a cell with ``i != j`` changes the label of its retained
+    samples and gains the samples that retrain labels right there less those frozen labels
+    right (ids matched to classes by retrain's Hungarian matching). With the true classes,
+    cells are taken greedily, most gain per retained label changed first, while agreement
+    on the retained samples stays >= ``min_agreement``. The result, :func:`adopt` ed, is an
+    optimistic estimate of how much of retrain's gain an update that only finds the
+    structure retrain finds can keep at that agreement: it uses the true classes and the
+    very retained samples agreement is measured on (not a bound: greedy, cells only).
+
+    >>> y = np.array([0, 0, 0, 1, 1, 1])
+    >>> frozen = np.array([0, 0, 0, 0, 0, 1])  # class 1 mostly inside cluster 0
+    >>> retrained = np.array([0, 0, 0, 1, 1, 1])
+    >>> retained = np.array([1, 1, 1, 1, 0, 0], dtype=bool)
+    >>> take = retrain_cells(y, frozen, retrained, retained, 0.75)  # one of four retained labels may change
+    >>> np.argwhere(take).tolist(), adopt(take, frozen, retrained).tolist()
+    ([[0, 1]], [0, 0, 0, 1, 1, 1])
+    >>> bool(retrain_cells(y, frozen, retrained, retained, 0.9).any())
+    False
+    """
+    k = int(max(frozen.max(), retrained.max())) + 1
+    _, classes = np.unique(y, return_inverse=True)
+    counts = np.zeros((k, classes.max() + 1), dtype=np.int64)
+    np.add.at(counts, (retrained, classes), 1)
+    class_of = np.full(k, -1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    class_of[rows] = cols
+    cell = frozen * k + retrained
+    gain = np.bincount(cell, (class_of[retrained] == classes).astype(float) - (class_of[frozen] == classes), k * k)
+    cost = np.bincount(cell[retained], minlength=k * k)
+    take = np.zeros(k * k, dtype=bool)
+    budget = int((1.0 - min_agreement) * retained.sum() + 1e-9)
+    for c in np.argsort(-gain / np.maximum(cost, 1e-9), kind="stable"):
+        if gain[c] <= 0:
+            break
+        if c // k != c % k and cost[c] <= budget:
+            take[c], budget = True, budget - cost[c]
+    return take.reshape(k, k)
+
+
+def adopt(take: np.ndarray, frozen: np.ndarray, retrained: np.ndarray) -> np.ndarray:
+    """Labels by cells: retrain's where ``take[frozen, retrained]``, frozen's elsewhere."""
+    return np.where(take[frozen, retrained], retrained, frozen)
+
+
+def _oracle_step(scenario, step, y, retained, held_out, frozen, retrained, min_agreement) -> StepResult:
+    """The :data:`RETRAIN_CELLS_ORACLE` row: frozen's and retrain's ``(labels, model)`` mixed by
+    :func:`retrain_cells`; agreement held out by the same cells; no model, so no drift or time."""
+    take = retrain_cells(y, frozen[0], retrained[0], retained, min_agreement)
+    labels = adopt(take, frozen[0], retrained[0])
+    old, new = frozen[1].predict(held_out)[0], retrained[1].predict(held_out)[0]
+    nan = float("nan")
+    return StepResult(
+        scenario, step, RETRAIN_CELLS_ORACLE, **clustering_scores(y, labels),
+        agreement=label_agreement(frozen[0][retained], labels[retained]), acc_step0=nan, drift_mean=nan,
+        drift_max=nan, relative_drift_mean=nan, relative_drift_max=nan, seconds=nan, accepted=True, violations=(),
+        drift_per_cluster=(), clusters=retrained[1].n_clusters,
+        agreement_heldout=label_agreement(old, adopt(take, old, new)))
 
 
 class _MiniBatchBaseline:

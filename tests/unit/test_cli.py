@@ -134,9 +134,11 @@ def test_evaluate_sweep_writes_the_frontier(capsys, fast_config, tmp_path):
     assert status == 0, err
     table = (tmp_path / "out" / "frontier.md").read_text()
     lines = {line.split(" | ")[0].strip("| ") for line in table.splitlines()[2:]}
-    assert lines == {"frozen", "retrain", "minibatch-kmeans", "minibatch-kmeans frozen", "ceiling agreement=0.98"} | {
-        f"translate ratio={r:g}" for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)}
+    assert lines == {"frozen", "retrain", "retrain-cells-oracle", "minibatch-kmeans", "minibatch-kmeans frozen",
+                     "ceiling agreement=0.98"} | {f"translate ratio={r:g}" for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1)}
     assert "| frozen | 1.0000 | 1.0000 | +0.0000 |" in table  # frozen is the origin of the frontier
     ceiling = next(line for line in table.splitlines() if line.startswith("| ceiling"))
     assert ceiling.startswith("| ceiling agreement=0.98 | 0.9800 | 0.9800 | +0.") and float(ceiling.split(" | ")[3]) > 0
+    oracle = next(line for line in table.splitlines() if line.startswith("| retrain-cells-oracle"))
+    assert float(oracle.split(" | ")[1]) >= 0.98  # retrain's gain only as far as the agreement limit allows
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from stream_dec.continual.evaluate import agreement_ceiling
+from stream_dec.continual.evaluate import adopt, agreement_ceiling, retrain_cells
 from stream_dec.continual.scenarios import class_weights, scenario_windows
+from stream_dec.model.metrics import cluster_accuracy
 
 
 @pytest.fixture()
@@ -60,3 +61,20 @@ def test_agreement_ceiling_is_what_an_oracle_update_reaches_and_grows_with_the_b
         changed |= y == c
     assert 1 - changed[retained].mean() >= 0.9
     assert changed.mean() <= agreement_ceiling(y, retained, 0.9) + 1e-12
+
+
+def test_retrain_cells_keep_agreement_and_reach_retrain_without_a_limit(labels):
+    """The oracle mix of frozen and retrained labels: within the limit, never a diagonal cell,
+    and with no limit at least as accurate as retrain itself."""
+    step = scenario_windows(labels, scenario="shift", window=400, steps=2, seed=3)[2]
+    y, retained = labels[step.rows], step.retained
+    rng = np.random.default_rng(0)
+    frozen = np.where(rng.random(len(y)) < 0.4, rng.integers(0, 8, len(y)), y)  # a worse and a better clustering
+    retrained = np.where(rng.random(len(y)) < 0.1, rng.integers(0, 8, len(y)), y)
+    for limit in (1.0, 0.98, 0.9):
+        take = retrain_cells(y, frozen, retrained, retained, limit)
+        mixed = adopt(take, frozen, retrained)
+        assert not take.diagonal().any() and (mixed[retained] == frozen[retained]).mean() >= limit
+        assert cluster_accuracy(y, frozen) <= cluster_accuracy(y, mixed) <= cluster_accuracy(y, retrained)
+    unlimited = adopt(retrain_cells(y, frozen, retrained, retained, 0.0), frozen, retrained)
+    assert cluster_accuracy(y, unlimited) >= cluster_accuracy(y, retrained)
