@@ -6,7 +6,7 @@ cluster ids mean what the old ones meant, plus any auxiliary tensors to store wi
 such as EWC's Fisher). :func:`apply_strategy` runs it, times it and measures the result
 against the old version on the same window: loss, centre drift, label agreement on the
 retained samples, and whether the best one-to-one matching of old to new clusters
-is still the identity. An update that permutes ids or breaks the configured limits
+on them is still the identity. An update that permutes ids or breaks the configured limits
 comes back with ``accepted = False`` and the reasons, never silently.
 """
 
@@ -100,8 +100,10 @@ class UpdateReport:
     drift_mean, drift_max, relative_drift_mean, relative_drift_max
         Centre movement in latent space (see :class:`~stream_dec.model.metrics.Drift`).
     ids_permuted
-        True if the best one-to-one matching of old to new clusters on the window is
-        not the identity (the update would silently rename clusters).
+        True if the best one-to-one matching of old to new clusters on the retained
+        samples (else the window) is not the identity (the update would silently rename
+        clusters). Ids mean what they labelled before: a new id that takes the new samples
+        an old id had absorbed does not rename it.
     accepted, violations
         Whether the limits hold, and if not, why.
     """
@@ -160,7 +162,8 @@ def apply_strategy(strategy: Strategy, current: ModelVersion, window: Window, li
     rows = window.agreement_rows
     agreement = label_agreement(old_labels[rows], new_labels[rows])
     drift = centre_drift(_centres(old_model), _centres(new_model)[: old_model.n_clusters])  # new ids: no drift
-    permuted = not is_identity_matching(old_labels, new_labels, old_model.n_clusters, new_model.n_clusters)
+    permuted = not is_identity_matching(old_labels[rows], new_labels[rows], old_model.n_clusters,
+                                        new_model.n_clusters)
     violations = []
     if permuted:
         violations.append("cluster ids would be permuted (best old->new matching is not the identity)")

@@ -6,14 +6,16 @@ that id means. ``grow`` keeps every old centre and id as it is and appends centr
 KMeans on the window's new samples in latent space proposes ``candidates`` centres, and,
 greedily, the candidate that takes the most window samples per retained sample it takes
 is added, as long as the retained samples whose label changes stay within ``budget`` of
-them and the new id takes at least ``min_size`` samples from old ids (each candidate is
-checked with the labels it would really produce: a candidate inside a region an earlier one
-took gains nothing from old ids). The retained samples are split at random: the choice
-looks at one half only, and the budget holds on the other half as well as on all of them,
-so the agreement an update reports is not inflated by choosing regions where the retained
-samples at hand happen to be few (choosing and checking on all of them read 0.9815 on the
-retained samples and 0.9733 on held-out old samples). New ids follow the highest existing
-one, and ids are never removed, so a retired id is never reused. The encoder is unchanged.
+them, no old id loses the majority of its retained samples to it (the id would be
+renamed, and the update rejected), and the new id takes at least ``min_size`` samples
+from old ids (each candidate is checked with the labels it would really produce: a
+candidate inside a region an earlier one took gains nothing from old ids). The retained
+samples are split at random: the choice looks at one half only, and the budget holds on
+the other half as well as on all of them, so the agreement an update reports is not
+inflated by choosing regions where the retained samples at hand happen to be few
+(choosing and checking on all of them read 0.9815 on the retained samples and 0.9733 on
+held-out old samples). New ids follow the highest existing one, and ids are never
+removed, so a retired id is never reused. The encoder is unchanged.
 
 Examples
 --------
@@ -95,18 +97,21 @@ def choose_candidates(nearest: np.ndarray, to_candidates: np.ndarray, labels: np
     ``choose`` and ``check`` (n,) mark two disjoint sets of retained samples. A candidate
     takes the samples it is nearer to than to every centre chosen so far; it qualifies if it
     takes at least ``min_size`` from old ids and, of the ``check`` samples and of all the
-    retained ones, a share of at most ``budget`` then differs from ``labels``; the qualifying
+    retained ones, a share of at most ``budget`` then differs from ``labels``, and it takes at
+    most half of any old id's retained samples (more would rename that id); the qualifying
     candidate with the most samples taken from old ids (outside ``check``) per ``choose``
     sample among them comes next. Every candidate is scored in one pass.
 
-    >>> nearest = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
-    >>> to_candidates = np.array([[0.5, 2.0], [0.5, 2.0], [0.5, 0.4], [2.0, 0.4], [0.5, 2.0]])
-    >>> choose = np.array([True, False, False, False, False])
-    >>> check = np.array([False, False, False, False, True])
-    >>> choose_candidates(nearest, to_candidates, np.zeros(5, int), choose, check, k=1, budget=0.0, min_size=1)
+    >>> nearest = np.ones(6)
+    >>> to_candidates = np.array([[0.5, 2, 0.5], [2, 2, 0.5], [2, 0.4, 2], [2, 0.4, 2], [0.5, 2, 0.5], [2, 2, 0.5]])
+    >>> choose = np.array([True, True, False, False, False, False])
+    >>> check = np.array([False, False, False, False, True, True])
+    >>> choose_candidates(nearest, to_candidates, np.zeros(6, int), choose, check, k=1, budget=0.0, min_size=1)
     [1]
-    >>> choose_candidates(nearest, to_candidates, np.zeros(5, int), choose, check, k=1, budget=1.0, min_size=1)
+    >>> choose_candidates(nearest, to_candidates, np.zeros(6, int), choose, check, k=1, budget=1.0, min_size=1)
     [1, 0]
+
+    Candidate 2 is never chosen: it would take the rest of old id 0's retained samples.
     """
     current, nearest, chosen = labels.copy(), nearest.copy(), []
     retained = choose | check
@@ -116,7 +121,8 @@ def choose_candidates(nearest: np.ndarray, to_candidates: np.ndarray, labels: np
         from_old = takes & (current < k)[:, None]
         gained = from_old.sum(0)
         kept = takes & (current == labels)[:, None]  # labels a candidate would change now
-        within = np.ones_like(open_)
+        held = np.eye(k + len(chosen), dtype=np.int64)[current[retained], :k]  # retained samples of each old id
+        within = (2 * (held.T @ takes[retained]) <= held.sum(0)[:, None]).all(0)  # a majority would rename the id
         for rows in (check, retained):
             within &= int((rows & (current != labels)).sum()) + (kept & rows[:, None]).sum(0) <= budget * rows.sum()
         ratio = (from_old & ~check[:, None]).sum(0) / np.maximum((from_old & choose[:, None]).sum(0), 0.5)

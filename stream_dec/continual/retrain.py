@@ -2,8 +2,8 @@
 
 The new model has its own encoder, so its latent space is not the old one and centres
 cannot be compared directly. Its ids are aligned to the old ones by Hungarian matching
-on label overlap: new cluster j takes the old id whose samples in the window it
-shares most.
+on label overlap: new cluster j takes the old id whose retained samples (all the
+window's when none are marked) it shares most, the samples on which ids are checked.
 """
 
 from __future__ import annotations
@@ -45,5 +45,5 @@ class Retrain:
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
         new, _ = fit_dec(window.X, model_config_of(current), self.train, current.header.n_clusters)
-        align_ids(current.to_model(new.centres.device), new, window.X)
+        align_ids(current.to_model(new.centres.device), new, window.X[window.agreement_rows])
         return Proposal(new)

@@ -13,6 +13,7 @@ from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import is_identity_matching
 from stream_dec.continual.ewc import Ewc, fisher_diagonal
 from stream_dec.continual.finetune import anchored_parameters
+from stream_dec.continual.grow import Grow
 from stream_dec.continual.retrain import Retrain, model_config_of
 from stream_dec.continual.translate import Translate, matched_centroids, translate_centres
 from stream_dec.model import DEC, ModelVersion, fit_dec
@@ -198,6 +199,24 @@ def test_identity_matching_detects_a_swap():
     old = np.array([0, 0, 1, 1, 2, 2])
     assert is_identity_matching(old, old, 3)
     assert not is_identity_matching(old, np.array([1, 1, 0, 0, 2, 2]), 3)
+
+
+def test_a_new_id_for_samples_an_old_id_had_absorbed_is_no_rename():
+    """60 samples of an unseen region sit in id 0 (50 retained samples): grow's new id takes
+    them, and the update is accepted, since ids are checked on what they labelled before."""
+    model = DEC((2, 2), n_clusters=2)
+    with torch.no_grad():
+        model.autoencoder.encoder[0].weight.copy_(torch.eye(2))
+        model.autoencoder.encoder[0].bias.zero_()
+        model.centres.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0]]))
+    rng = np.random.default_rng(0)
+    X = rng.normal([[0, 0]] * 50 + [[10, 0]] * 50 + [[0, 10]] * 60, 0.3)
+    window = Window.of(X, np.arange(160) < 100)
+    current = ModelVersion.from_model(model, version=1)
+    update = apply_strategy(Grow(GrowConfig(budget=0.0, candidates=3, min_size=20)), current, window, Limits())
+    labels = update.proposal.model.predict(window.X)[0]
+    assert (labels[100:] == 2).all() and (labels[:100] == current.to_model().predict(window.X[:100])[0]).all()
+    assert update.report.accepted and not update.report.ids_permuted
 
 
 def test_grow_opens_a_new_id_for_a_class_the_model_never_saw():
