@@ -9,7 +9,8 @@ as its own reference. Per strategy and step it records ACC/NMI/ARI on the new
 window, label agreement on retained samples, ACC on the step-0 samples (forgetting),
 centre drift (mean, max, relative, per cluster), update seconds and the verdict.
 Where ``frozen`` and ``retrain`` both run, a ``retrain-cells-oracle`` row per step shows
-how much of retrain's gain survives the agreement limit (:func:`retrain_cells`).
+how much the structure retrain found can gain within the agreement limit
+(:func:`retrain_cells`).
 """
 
 from __future__ import annotations
@@ -179,59 +180,68 @@ def evaluate(
 
 
 def retrain_cells(y: np.ndarray, frozen: np.ndarray, retrained: np.ndarray, retained: np.ndarray,
-                  min_agreement: float) -> np.ndarray:
-    """The cells in which an oracle adopts retrain's labels, as bool ``take[i, j]``.
+                  min_agreement: float, k: int | None = None) -> np.ndarray:
+    """The best relabelling of the cells of frozen x retrain that an oracle finds, as ids ``table[i, j]``.
 
-    Cell ``(i, j)`` holds the samples that frozen labels ``i`` and retrain (ids aligned to
-    the old ones) labels ``j``: both are functions of the embedding, so a model could label
-    by cells. Adopting ``j`` in a cell with ``i != j`` changes the label of its retained
-    samples and gains the samples that retrain labels right there less those frozen labels
-    right (ids matched to classes by retrain's Hungarian matching). With the true classes,
-    cells are taken greedily, most gain per retained label changed first, while agreement
-    on the retained samples stays >= ``min_agreement``. The result, :func:`adopt` ed, is an
-    optimistic estimate of how much of retrain's gain an update that only finds the
-    structure retrain finds can keep at that agreement: it uses the true classes and the
-    very retained samples agreement is measured on (not a bound: greedy, cells only).
+    Cell ``(i, j)`` holds the samples that frozen labels ``i`` and retrain labels ``j``:
+    both are functions of the embedding, so a model could label by cells, and the cells
+    hold all the structure retrain found. Ids keep frozen's meaning (its Hungarian matching
+    of ids to classes on the window). With the true classes, a cell may take the id of its
+    most common class: that gains the samples of that class less those of the class its
+    id stands for now, and changes the labels of its retained samples. Cells are taken
+    greedily, most gain per retained label changed first, while agreement on the retained
+    samples stays >= ``min_agreement``. The result, labelled by :func:`adopt`, is an
+    optimistic estimate of how much an update that finds only the structure retrain finds
+    can gain at that agreement: it knows the classes and the very retained samples
+    agreement is measured on (not a bound: greedy, whole cells). ``k``: the number of ids
+    of either model (default: the most ``frozen`` and ``retrained`` use), the table's size.
 
     >>> y = np.array([0, 0, 0, 1, 1, 1])
-    >>> frozen = np.array([0, 0, 0, 0, 0, 1])  # class 1 mostly inside cluster 0
+    >>> frozen = np.array([0, 0, 0, 0, 0, 1])  # class 1 mostly inside id 0
     >>> retrained = np.array([0, 0, 0, 1, 1, 1])
     >>> retained = np.array([1, 1, 1, 1, 0, 0], dtype=bool)
-    >>> take = retrain_cells(y, frozen, retrained, retained, 0.75)  # one of four retained labels may change
-    >>> np.argwhere(take).tolist(), adopt(take, frozen, retrained).tolist()
-    ([[0, 1]], [0, 0, 0, 1, 1, 1])
-    >>> bool(retrain_cells(y, frozen, retrained, retained, 0.9).any())
-    False
+    >>> table = retrain_cells(y, frozen, retrained, retained, 0.75)  # one of four retained labels may change
+    >>> table.tolist(), adopt(table, frozen, retrained).tolist()
+    ([[0, 1], [1, 1]], [0, 0, 0, 1, 1, 1])
+    >>> adopt(retrain_cells(y, frozen, retrained, retained, 0.9), frozen, retrained).tolist()
+    [0, 0, 0, 0, 0, 1]
     """
-    k = int(max(frozen.max(), retrained.max())) + 1
+    k = k or int(max(frozen.max(), retrained.max())) + 1
     _, classes = np.unique(y, return_inverse=True)
     counts = np.zeros((k, classes.max() + 1), dtype=np.int64)
-    np.add.at(counts, (retrained, classes), 1)
-    class_of = np.full(k, -1)
+    np.add.at(counts, (frozen, classes), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
-    class_of[rows] = cols
+    id_of = np.full(counts.shape[1], -1)
+    id_of[cols] = rows  # class -> the id that stands for it
     cell = frozen * k + retrained
-    gain = np.bincount(cell, (class_of[retrained] == classes).astype(float) - (class_of[frozen] == classes), k * k)
+    per_class = np.zeros((k * k, counts.shape[1]), dtype=np.int64)
+    np.add.at(per_class, (cell, classes), 1)
+    per_class[:, id_of < 0] = 0  # a class no id stands for gains nothing
+    best = per_class.argmax(1)
+    now = np.zeros((k, counts.shape[1]), dtype=bool)
+    now[rows, cols] = True  # now[i, c]: id i stands for class c
+    gain = per_class.max(1) - (per_class * now[np.arange(k * k) // k]).sum(1)
     cost = np.bincount(cell[retained], minlength=k * k)
-    take = np.zeros(k * k, dtype=bool)
+    table = np.repeat(np.arange(k), k)
     budget = int((1.0 - min_agreement) * retained.sum() + 1e-9)
     for c in np.argsort(-gain / np.maximum(cost, 1e-9), kind="stable"):
         if gain[c] <= 0:
             break
-        if c // k != c % k and cost[c] <= budget:
-            take[c], budget = True, budget - cost[c]
-    return take.reshape(k, k)
+        if cost[c] <= budget:
+            table[c], budget = id_of[best[c]], budget - cost[c]
+    return table.reshape(k, k)
 
 
-def adopt(take: np.ndarray, frozen: np.ndarray, retrained: np.ndarray) -> np.ndarray:
-    """Labels by cells: retrain's where ``take[frozen, retrained]``, frozen's elsewhere."""
-    return np.where(take[frozen, retrained], retrained, frozen)
+def adopt(table: np.ndarray, frozen: np.ndarray, retrained: np.ndarray) -> np.ndarray:
+    """Labels by cells: ``table[frozen, retrained]`` (see :func:`retrain_cells`)."""
+    return table[frozen, retrained]
 
 
 def _oracle_step(scenario, step, y, retained, held_out, frozen, retrained, min_agreement) -> StepResult:
-    """The :data:`RETRAIN_CELLS_ORACLE` row: frozen's and retrain's ``(labels, model)`` mixed by
-    :func:`retrain_cells`; agreement held out by the same cells; no model, so no drift or time."""
-    take = retrain_cells(y, frozen[0], retrained[0], retained, min_agreement)
+    """The :data:`RETRAIN_CELLS_ORACLE` row: the cells of frozen's and retrain's ``(labels, model)``
+    relabelled by :func:`retrain_cells`; agreement held out by the same table; no model, so no drift or time."""
+    take = retrain_cells(y, frozen[0], retrained[0], retained, min_agreement,
+                         max(frozen[1].n_clusters, retrained[1].n_clusters))
     labels = adopt(take, frozen[0], retrained[0])
     old, new = frozen[1].predict(held_out)[0], retrained[1].predict(held_out)[0]
     nan = float("nan")
