@@ -64,8 +64,8 @@ def test_agreement_ceiling_is_what_an_oracle_update_reaches_and_grows_with_the_b
 
 
 def test_retrain_cells_keep_agreement_and_reach_retrain_without_a_limit(labels):
-    """The oracle relabelling of frozen x retrain cells: within the limit and never worse than
-    frozen; with no limit at least as accurate as retrain itself (the cells refine its clusters)."""
+    """The oracle relabelling of frozen x retrain cells: within the limit in expectation and never
+    worse than frozen; with no limit at least as accurate as retrain itself (the cells refine its clusters)."""
     step = scenario_windows(labels, scenario="shift", window=400, steps=2, seed=3)[2]
     y, retained = labels[step.rows], step.retained
     rng = np.random.default_rng(0)
@@ -74,7 +74,8 @@ def test_retrain_cells_keep_agreement_and_reach_retrain_without_a_limit(labels):
     accuracy = [cluster_accuracy(y, frozen)]
     for limit in (1.0, 0.98, 0.9, 0.0):
         mixed = adopt(retrain_cells(y, frozen, retrained, retained, limit), frozen, retrained)
-        assert (mixed[retained] == frozen[retained]).mean() >= limit
+        share = np.bincount(y[retained], minlength=8) / np.bincount(y, minlength=8)  # retained per sample, by class
+        assert share[y[mixed != frozen]].sum() <= (1 - limit) * retained.sum() + 1e-9  # expected labels changed
         accuracy.append(cluster_accuracy(y, mixed))
     assert accuracy == sorted(accuracy) and accuracy[2] > accuracy[0]  # the looser the limit, the more it gains
     assert accuracy[-1] >= cluster_accuracy(y, retrained)
