@@ -196,8 +196,8 @@ def retrain_cells(y: np.ndarray, frozen: np.ndarray, retrained: np.ndarray, reta
     most gain per retained label changed first, while the expected agreement stays >=
     ``min_agreement``. The result, labelled by :func:`adopt`, is an optimistic estimate of
     how much an update that finds only the structure retrain finds can gain at that
-    agreement: it knows the classes (not a bound: greedy, whole cells). ``k``: the number of ids
-    of either model (default: the most ``frozen`` and ``retrained`` use), the table's size.
+    agreement: it knows the classes (not a bound: greedy, whole cells). ``k``, the table's
+    size, is the number of ids of either model (default: the most the labels use).
 
     >>> y = np.array([0, 0, 0, 1, 1, 1])
     >>> frozen = np.array([0, 0, 0, 0, 0, 1])  # class 1 mostly inside id 0
@@ -219,14 +219,13 @@ def retrain_cells(y: np.ndarray, frozen: np.ndarray, retrained: np.ndarray, reta
     cell = frozen * k + retrained
     per_class = np.zeros((k * k, counts.shape[1]), dtype=np.int64)
     np.add.at(per_class, (cell, classes), 1)
-    per_class_all = per_class.copy()
+    share = np.bincount(classes[retained], minlength=counts.shape[1]) / np.bincount(classes)  # retained per sample
+    cost = per_class @ share  # retained labels a cell changes, in expectation
     per_class[:, id_of < 0] = 0  # a class no id stands for gains nothing
     best = per_class.argmax(1)
     now = np.zeros((k, counts.shape[1]), dtype=bool)
     now[rows, cols] = True  # now[i, c]: id i stands for class c
     gain = per_class.max(1) - (per_class * now[np.arange(k * k) // k]).sum(1)
-    share = np.bincount(classes[retained], minlength=counts.shape[1]) / np.bincount(classes)  # retained per sample
-    cost = per_class_all @ share  # retained labels a cell changes, in expectation
     table = np.repeat(np.arange(k), k)
     budget = (1.0 - min_agreement) * retained.sum() + 1e-9
     for c in np.argsort(-gain / np.maximum(cost, 1e-9), kind="stable"):
@@ -245,9 +244,9 @@ def adopt(table: np.ndarray, frozen: np.ndarray, retrained: np.ndarray) -> np.nd
 def _oracle_step(scenario, step, y, retained, held_out, frozen, retrained, min_agreement) -> StepResult:
     """The :data:`RETRAIN_CELLS_ORACLE` row: the cells of frozen's and retrain's ``(labels, model)``
     relabelled by :func:`retrain_cells`; agreement held out by the same table; no model, so no drift or time."""
-    take = retrain_cells(y, frozen[0], retrained[0], retained, min_agreement,
-                         max(frozen[1].n_clusters, retrained[1].n_clusters))
-    labels = adopt(take, frozen[0], retrained[0])
+    table = retrain_cells(y, frozen[0], retrained[0], retained, min_agreement,
+                          max(frozen[1].n_clusters, retrained[1].n_clusters))
+    labels = adopt(table, frozen[0], retrained[0])
     old, new = frozen[1].predict(held_out)[0], retrained[1].predict(held_out)[0]
     nan = float("nan")
     return StepResult(
@@ -255,7 +254,7 @@ def _oracle_step(scenario, step, y, retained, held_out, frozen, retrained, min_a
         agreement=label_agreement(frozen[0][retained], labels[retained]), acc_step0=nan, drift_mean=nan,
         drift_max=nan, relative_drift_mean=nan, relative_drift_max=nan, seconds=nan, accepted=True, violations=(),
         drift_per_cluster=(), clusters=retrained[1].n_clusters,
-        agreement_heldout=label_agreement(old, adopt(take, old, new)))
+        agreement_heldout=label_agreement(old, adopt(table, old, new)))
 
 
 class _MiniBatchBaseline:
