@@ -50,7 +50,8 @@ def targets(results, points, strategy: str) -> list[str]:
         best = max(safe, key=lambda p: p.acc_gain)
         gaps = gap_closed(results, best.label)
         lines.append(f"{strategy}: best line with agreement >= 0.98 at every step: {best.label} (held-out "
-                     f"agreement {best.agreement_heldout:.4f}), gain {best.acc_gain:+.4f}, gap closed per step {[f'{g:.0%}' for g in gaps.values()]} "
+                     f"agreement {best.agreement_heldout:.4f}), gain {best.acc_gain:+.4f}, gap closed per step "
+                     f"{[f'{g:.0%}' for g in gaps.values()]} "
                      f"(target >= 50%: {'ok' if min(gaps.values()) >= 0.5 else 'MISSED'}), time "
                      f"{best.seconds:.2f}s vs retrain {retrain.seconds:.2f}s "
                      f"({'ok' if best.seconds <= 0.1 * retrain.seconds else 'MISSED'})")

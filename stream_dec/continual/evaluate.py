@@ -27,6 +27,7 @@ from sklearn.cluster import MiniBatchKMeans
 
 from stream_dec.config import Config
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual.base import overlap_counts
 from stream_dec.continual.scenarios import Scenario, scenario_windows
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.model.metrics import centre_drift, cluster_accuracy, clustering_scores, label_agreement
@@ -148,7 +149,7 @@ def evaluate(
         rows, retained = plan[step].rows, plan[step].retained
         win = Window.of(X[rows], retained)
         held_out = X[np.setdiff1d(plan[step - 1].rows, rows[retained])]  # the old window's dropped half
-        outputs = {}  # line -> (its labels of the window, its model)
+        outputs = {}  # line -> its labels of the window and of the held-out samples, its number of ids
         for name, strategy, line_config in lines:
             update = apply_strategy(make_strategy(strategy, line_config, seed=seed + step), current[name], win,
                                     limits_of(line_config))
@@ -156,6 +157,7 @@ def evaluate(
             new_model = current[name].to_model()
             labels = new_model.predict(win.X)[0]
             old_model = update.current.to_model()
+            held_out_labels = new_model.predict(held_out)[0]
             old_centres = old_model.cluster_centres().detach().numpy()
             new_centres = new_model.cluster_centres().detach().numpy()[: len(old_centres)]  # ids a strategy opened
             moved = np.linalg.norm(new_centres - old_centres, axis=1)  # have no old position
@@ -167,14 +169,14 @@ def evaluate(
                 relative_drift_max=r.relative_drift_max, seconds=r.seconds, accepted=r.accepted,
                 violations=r.violations, drift_per_cluster=tuple(float(m) for m in moved),
                 clusters=new_model.n_clusters,
-                agreement_heldout=float((old_model.predict(held_out)[0] == new_model.predict(held_out)[0]).mean()),
+                agreement_heldout=label_agreement(old_model.predict(held_out)[0], held_out_labels),
             ))
             log.info("step %d %s: ACC %.4f agreement %.4f drift %.4f (%.2fs)%s", step, name, results[-1].acc,
                      r.agreement, r.relative_drift_max, r.seconds, "" if r.accepted else " REJECTED")
-            outputs[name] = labels, new_model
+            outputs[name] = labels, held_out_labels, new_model.n_clusters
         if "frozen" in outputs and "retrain" in outputs:
-            results.append(_oracle_step(scenario, step, y[rows], win.retained, held_out, outputs["frozen"],
-                                        outputs["retrain"], config.update.min_agreement))
+            results.append(_oracle_step(scenario, step, y[rows], win.retained, outputs["frozen"], outputs["retrain"],
+                                        config.update.min_agreement))
         results.extend(peer.step(scenario, step, X, y, rows, retained, first, held_out))
     return results
 
@@ -211,14 +213,12 @@ def retrain_cells(y: np.ndarray, frozen: np.ndarray, retrained: np.ndarray, reta
     """
     k = k or int(max(frozen.max(), retrained.max())) + 1
     _, classes = np.unique(y, return_inverse=True)
-    counts = np.zeros((k, classes.max() + 1), dtype=np.int64)
-    np.add.at(counts, (frozen, classes), 1)
+    counts = overlap_counts(classes, frozen, classes.max() + 1, k)  # [id, class]
     rows, cols = linear_sum_assignment(counts, maximize=True)
     id_of = np.full(counts.shape[1], -1)
     id_of[cols] = rows  # class -> the id that stands for it
     cell = frozen * k + retrained
-    per_class = np.zeros((k * k, counts.shape[1]), dtype=np.int64)
-    np.add.at(per_class, (cell, classes), 1)
+    per_class = overlap_counts(classes, cell, counts.shape[1], k * k)  # [cell, class]
     share = np.bincount(classes[retained], minlength=counts.shape[1]) / np.bincount(classes)  # retained per sample
     cost = per_class @ share  # retained labels a cell changes, in expectation
     per_class[:, id_of < 0] = 0  # a class no id stands for gains nothing
@@ -241,19 +241,19 @@ def adopt(table: np.ndarray, frozen: np.ndarray, retrained: np.ndarray) -> np.nd
     return table[frozen, retrained]
 
 
-def _oracle_step(scenario, step, y, retained, held_out, frozen, retrained, min_agreement) -> StepResult:
-    """The :data:`RETRAIN_CELLS_ORACLE` row: the cells of frozen's and retrain's ``(labels, model)``
-    relabelled by :func:`retrain_cells`; agreement held out by the same table; no model, so no drift or time."""
-    table = retrain_cells(y, frozen[0], retrained[0], retained, min_agreement,
-                          max(frozen[1].n_clusters, retrained[1].n_clusters))
-    labels = adopt(table, frozen[0], retrained[0])
-    old, new = frozen[1].predict(held_out)[0], retrained[1].predict(held_out)[0]
+def _oracle_step(scenario, step, y, retained, frozen, retrained, min_agreement) -> StepResult:
+    """The :data:`RETRAIN_CELLS_ORACLE` row: the cells of frozen's and retrain's ``(window labels,
+    held-out labels, ids)`` relabelled by :func:`retrain_cells`; agreement held out by the same
+    table; no model, so no drift or time."""
+    (window, old, k), (window_retrained, new, k_retrained) = frozen, retrained
+    table = retrain_cells(y, window, window_retrained, retained, min_agreement, max(k, k_retrained))
+    labels = adopt(table, window, window_retrained)
     nan = float("nan")
     return StepResult(
         scenario, step, RETRAIN_CELLS_ORACLE, **clustering_scores(y, labels),
-        agreement=label_agreement(frozen[0][retained], labels[retained]), acc_step0=nan, drift_mean=nan,
+        agreement=label_agreement(window[retained], labels[retained]), acc_step0=nan, drift_mean=nan,
         drift_max=nan, relative_drift_mean=nan, relative_drift_max=nan, seconds=nan, accepted=True, violations=(),
-        drift_per_cluster=(), clusters=retrained[1].n_clusters,
+        drift_per_cluster=(), clusters=k_retrained,
         agreement_heldout=label_agreement(old, adopt(table, old, new)))
 
 
