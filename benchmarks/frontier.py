@@ -3,7 +3,9 @@
 For each data set, the ``shift`` scenario of ``stream-dec evaluate --sweep``: every
 tunable strategy runs its knob's grid (translate ratio, recentre ratio, refit anchor,
 ewc lam, anchored distill, grow budget), each value its own line of versions from the same initial model,
-beside frozen, retrain and MiniBatchKMeans. Prints the frontier table (means over the
+beside frozen, retrain and MiniBatchKMeans (and ``grow-random``, grow's control: ids
+opened by the same rules at random places, since many-to-one ACC rises with the number of
+ids whatever they are). Prints the frontier table (means over the
 steps) and the targets of the stability issue:
 
 - a line with agreement >= 0.98 at every step that closes >= 50% of the
@@ -33,6 +35,7 @@ from pathlib import Path
 
 from continual import experiment_config, experiment_parser  # benchmarks/ is the script's directory
 from dec_quality import load
+from stream_dec.continual import GROW_RANDOM
 from stream_dec.continual.evaluate import (RETRAIN_CELLS_ORACLE, ceiling_point, ceilings, evaluate, frontier,
                                            frontier_table, gap_closed, sweep_lines)
 from stream_dec.continual.plots import plot_frontier
@@ -65,6 +68,21 @@ def targets(results, points, strategy: str) -> list[str]:
     return lines
 
 
+def control_verdicts(points) -> list[str]:
+    """``grow`` against ``grow-random`` (random candidates, same rules) at each budget: the
+    many-to-one gain that more ids alone bring, and what finding the structure adds."""
+    by = {p.label: p for p in points}
+    lines = []
+    for p in points:
+        control = by.get(p.label.replace("grow ", f"{GROW_RANDOM} ", 1)) if p.label.startswith("grow ") else None
+        if control:
+            lines.append(f"{p.label}: many-to-one gain {p.acc_many_gain:+.4f} with {p.clusters} ids at "
+                         f"{p.agreement:.4f} / {p.agreement_heldout:.4f} held out; {GROW_RANDOM} "
+                         f"{control.acc_many_gain:+.4f} with {control.clusters} ids at {control.agreement:.4f} / "
+                         f"{control.agreement_heldout:.4f}")
+    return lines
+
+
 def main() -> None:
     parser = experiment_parser(__doc__)
     parser.add_argument("--strategies", default="translate,recentre,refit,ewc,anchored,grow")
@@ -91,6 +109,7 @@ def main() -> None:
             f"{[f'{g:.0%}' for g in gap_closed(results, RETRAIN_CELLS_ORACLE).values()]} of the gap "
             f"per step at agreement {[f'{r.agreement:.4f}' for r in oracle]} (held out "
             f"{[f'{r.agreement_heldout:.4f}' for r in oracle]})")
+        verdicts += control_verdicts(points)
         report = (f"## {dataset} / shift (window {args.window}, {args.steps} steps; means over steps)\n\n"
                   f"{frontier_table(points)}\n\n" + "\n".join(verdicts) + "\n")
         print("\n" + report)

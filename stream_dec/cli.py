@@ -98,8 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                                "ewc lam, anchored distill, grow budget) and write the frontier: agreement on retained "
                                "(and on held-out old) samples against ACC gain over frozen, with frozen, retrain, "
                                "MiniBatchKMeans, the ceiling no update can pass at min_agreement and what retrain's "
-                               "structure allows there with the true classes (retrain-cells-oracle) (frontier.md, "
-                               "frontier.png)")
+                               "structure allows there with the true classes (retrain-cells-oracle); a grow sweep brings "
+                               "grow-random, its control (ids opened by the same rules at random new samples) "
+                               "(frontier.md, frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
 
     serve = commands.add_parser("serve", help="run one real-time labeler",

@@ -17,6 +17,8 @@ from stream_dec.continual.refit import Refit
 from stream_dec.continual.retrain import Retrain
 from stream_dec.continual.translate import Translate
 
+GROW_RANDOM = "grow-random"
+
 
 def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
     """The strategy called ``name``, with its settings from ``config``."""
@@ -33,6 +35,8 @@ def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
         return Anchored(update.finetune, update.anchored, seed=seed, device=device)
     if name == "grow":
         return Grow(update.grow, seed=seed)
+    if name == GROW_RANDOM:  # evaluate's control for grow, not for production
+        return Grow(update.grow, seed=seed, candidates_from="random")
     if name == "retrain":
         return Retrain(config.train, seed=seed)
     if name == "frozen":
@@ -44,5 +48,5 @@ def limits_of(config: Config) -> Limits:
     return Limits(max_drift=config.update.max_drift, min_agreement=config.update.min_agreement)
 
 
-__all__ = ["Limits", "Proposal", "Strategy", "Update", "UpdateReport", "Window", "apply_strategy",
+__all__ = ["GROW_RANDOM", "Limits", "Proposal", "Strategy", "Update", "UpdateReport", "Window", "apply_strategy",
            "limits_of", "make_strategy"]

@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import MiniBatchKMeans
 
 from stream_dec.config import Config
-from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual import GROW_RANDOM, Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.base import overlap_counts
 from stream_dec.continual.scenarios import Scenario, scenario_windows
 from stream_dec.model import ModelVersion, fit_dec
@@ -99,17 +99,20 @@ def with_knob(config: Config, strategy: str, value: float) -> Config:
 
 
 def sweep_lines(strategies: list[str], config: Config) -> list[Line]:
-    """A line per grid value of each tunable strategy, plus ``frozen`` and ``retrain`` (the gap's ends).
+    """A line per grid value of each tunable strategy, plus ``frozen`` and ``retrain`` (the gap's ends);
+    ``grow`` brings its control ``grow-random`` at the same grid (see :mod:`stream_dec.continual.grow`).
 
     >>> [line.label for line in sweep_lines(["translate"], Config())][:3]
     ['frozen', 'retrain', 'translate ratio=0.02']
+    >>> [line.label for line in sweep_lines(["grow"], Config())][-1]
+    'grow-random budget=0.02'
     """
     lines = [Line("frozen", "frozen", config), Line("retrain", "retrain", config)]
     for strategy in strategies:
         if strategy in KNOBS:
             knob, grid = KNOBS[strategy]
-            lines += [Line(f"{strategy} {knob}={value:g}", strategy, with_knob(config, strategy, value))
-                      for value in grid]
+            for name in (strategy, GROW_RANDOM) if strategy == "grow" else (strategy,):
+                lines += [Line(f"{name} {knob}={value:g}", name, with_knob(config, strategy, value)) for value in grid]
     return lines
 
 
@@ -323,6 +326,7 @@ class FrontierPoint:
     seconds: float
     accepted_steps: int
     steps: int
+    clusters: int = 0  # ids after the last step (0: not a model)
 
 
 def frontier(results: list[StepResult]) -> list[FrontierPoint]:
@@ -330,7 +334,8 @@ def frontier(results: list[StepResult]) -> list[FrontierPoint]:
     old samples (the previous window's dropped half, which no update saw); ACC gain on the
     new window over its frozen reference (``frozen``; MiniBatchKMeans' own step-0 fit for
     it), Hungarian and many-to-one (the fair one when a line opened new ids); the
-    Hungarian gain in units of the frozen -> retrain gap; update seconds."""
+    Hungarian gain in units of the frozen -> retrain gap; update seconds; and the number of
+    ids after the last step."""
     by = {(r.step, r.strategy): r for r in results}
     points = []
     for label in dict.fromkeys(r.strategy for r in results if r.step > 0):
@@ -343,7 +348,7 @@ def frontier(results: list[StepResult]) -> list[FrontierPoint]:
             label, float(np.mean([r.agreement for r in mine])), float(np.mean([r.agreement_heldout for r in mine])),
             float(np.mean(gains)), float(np.mean(many)),
             float(np.mean(closed)) if closed else float("nan"), float(np.mean([r.seconds for r in mine])),
-            sum(r.accepted for r in mine), len(mine)))
+            sum(r.accepted for r in mine), len(mine), mine[-1].clusters))
     return points
 
 
@@ -404,10 +409,10 @@ def ceiling_point(per_step: dict[int, tuple[float, float]], min_agreement: float
 def frontier_table(points: list[FrontierPoint]) -> str:
     """The frontier as a Markdown table."""
     lines = ["| line | agreement | held-out agreement | ACC gain vs frozen | many-to-one ACC gain | gap closed | "
-             "seconds | accepted steps |", "|---|---|---|---|---|---|---|---|"]
+             "seconds | accepted steps | ids at the end |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {p.label} | {p.agreement:.4f} | {p.agreement_heldout:.4f} | {p.acc_gain:+.4f} | "
-              f"{p.acc_many_gain:+.4f} | {p.gap_closed:.0%} | {p.seconds:.2f} | {p.accepted_steps}/{p.steps} |"
-              for p in points]
+              f"{p.acc_many_gain:+.4f} | {p.gap_closed:.0%} | {p.seconds:.2f} | {p.accepted_steps}/{p.steps} | "
+              f"{p.clusters or '-'} |" for p in points]
     return "\n".join(lines)
 
 

@@ -239,3 +239,19 @@ def test_grow_opens_a_new_id_for_a_class_the_model_never_saw():
     assert np.mean(unseen[labels >= 5]) >= 0.8  # a new id means the new class
     assert np.mean(labels[unseen] >= 5) >= 0.3  # and holds a good part of it within the budget
     assert np.mean(labels[:200] == current.to_model().predict(retained)[0]) >= 0.98  # the budget
+
+
+def test_grow_random_opens_ids_at_new_samples_by_grows_rules(setup):
+    """The control's candidates are new samples' codes, not centroids; the budget still holds."""
+    current, window = setup
+    config = dataclasses.replace(Config(), update=dataclasses.replace(
+        Config().update, grow=GrowConfig(budget=0.05, candidates=8, min_size=5)))
+    update = apply_strategy(make_strategy("grow-random", config), current, window, LOOSE)
+    grown = update.proposal.model
+    assert grown.n_clusters > current.header.n_clusters and not update.report.ids_permuted
+    np.testing.assert_allclose(centres(grown)[:6], centres(current), atol=1e-6)
+    with torch.no_grad():
+        codes = grown.project(grown.encode(torch.from_numpy(window.X[~window.retained]))).numpy()
+    opened = centres(grown)[6:]
+    assert np.abs(opened[:, None, :] - codes[None]).max(-1).min(1).max() < 1e-5  # each one a new sample's code
+    assert update.report.agreement >= 0.95
