@@ -333,9 +333,9 @@ def frontier(results: list[StepResult]) -> list[FrontierPoint]:
     """Per line, means over the steps of: agreement on retained samples and on held-out
     old samples (the previous window's dropped half, which no update saw); ACC gain on the
     new window over its frozen reference (``frozen``; MiniBatchKMeans' own step-0 fit for
-    it), Hungarian and many-to-one (the fair one when a line opened new ids); the
-    Hungarian gain in units of the frozen -> retrain gap; update seconds; and the number of
-    ids after the last step."""
+    it), Hungarian and many-to-one (the one that counts ids a line opened; it rises with the
+    number of ids); the Hungarian gain in units of the frozen -> retrain gap; update
+    seconds; and the number of ids after the last step."""
     by = {(r.step, r.strategy): r for r in results}
     points = []
     for label in dict.fromkeys(r.strategy for r in results if r.step > 0):

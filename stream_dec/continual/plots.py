@@ -44,7 +44,8 @@ def plot_frontier(points: list[FrontierPoint], path: Path, title: str, min_agree
     """Agreement on retained samples (x) against ACC gain over frozen (y): a curve per
     swept strategy (points labelled with the knob value), single lines as stars; the
     middle panel zooms on agreement >= ``min_agreement`` - 0.01, the right one shows the
-    same zoom with many-to-one ACC (fair to lines that opened new ids)."""
+    same zoom with many-to-one ACC (lines that opened new ids count there; it rises with
+    the number of ids, so compare ``grow`` with its control ``grow-random``)."""
     curves: dict[str, list[FrontierPoint]] = {}
     for point in points:
         curves.setdefault(point.label.split(" ")[0], []).append(point)
@@ -72,7 +73,7 @@ def plot_frontier(points: list[FrontierPoint], path: Path, title: str, min_agree
             ax.set(xlim=(min_agreement - 0.01, 1.0005), ylim=(min(gains) - margin, max(gains) + margin))
     axes[0].set_title(title)
     axes[1].set_title(f"zoom: agreement >= {min_agreement - 0.01:.2f}")
-    axes[2].set_title("the same zoom, many-to-one ACC (fair when K grew)")
+    axes[2].set_title("zoom, many-to-one ACC (K may grow; see grow-random)")
     axes[0].legend(fontsize=8)
     return _save(fig, path)
 
