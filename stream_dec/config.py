@@ -291,7 +291,9 @@ class GrowConfig:
     budget
         Largest share of retained samples whose label the new ids may take (each
         candidate is checked exactly, on all retained samples and on a random half the
-        choice did not see; part of ``min_agreement``'s allowance).
+        ranking did not see; part of ``min_agreement``'s allowance). That half still
+        vetoes candidates, so agreement on unseen old samples runs a little lower (see
+        :mod:`stream_dec.continual.grow`): keep a margin below ``1 - min_agreement``.
     candidates
         KMeans clusters fitted to the window's new samples in latent space: the
         candidate centres.
