@@ -25,12 +25,18 @@ Writes ``benchmarks/results/frontier-<dataset>.{md,png}`` (the table and the ver
 
     python benchmarks/frontier.py --datasets wordnet
     python benchmarks/frontier.py --datasets mnist --config config/mnist.toml --pretrain-epochs 50
+    python benchmarks/frontier.py --datasets wordnet --seeds 0 1 2
 
-(figures in README; CPU, 2 cores: about 3 min for wordnet, 9 min for mnist)
+(figures in README; CPU, 2 cores: about 3-5 min for wordnet, 9-15 min for mnist, by host).
+``--seeds`` runs the scenario once per seed (each seed draws other class roles and
+samples, so its initial model is trained on another first window) and pools the steps, so
+every verdict covers them all; it writes ``frontier-<dataset>-seeds<...>.{md,png}``, with a
+second table: each seed on its own.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from continual import experiment_config, experiment_parser  # benchmarks/ is the script's directory
@@ -83,18 +89,44 @@ def control_verdicts(points) -> list[str]:
     return lines
 
 
+def seed_table(per_seed: dict[int, list]) -> str:
+    """Each line's ACC gain, many-to-one gain and agreement on its own under every seed."""
+    seeds = list(per_seed)
+    rows = {}
+    for seed in seeds:
+        for p in per_seed[seed]:
+            rows.setdefault(p.label, {})[seed] = p
+    head = "| line | " + " | ".join(f"seed {s}: gain / many-to-one / agreement" for s in seeds) + " |"
+    lines = [head, "|---" * (len(seeds) + 1) + "|"]
+    for label, by_seed in rows.items():
+        cells = [f"{by_seed[s].acc_gain:+.4f} / {by_seed[s].acc_many_gain:+.4f} / {by_seed[s].agreement:.4f}"
+                 if s in by_seed else "-" for s in seeds]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = experiment_parser(__doc__)
     parser.add_argument("--strategies", default="translate,recentre,refit,ewc,anchored,grow")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="run the scenario once per seed and pool the steps (seed i's steps follow seed i-1's; "
+                             "the table and verdicts cover them all, a second table shows each seed); default: --seed")
     args = parser.parse_args()
     config = experiment_config(args)
     strategies = args.strategies.split(",")
+    seeds = args.seeds or [args.seed]
     for dataset in args.datasets:
         X, y = load(dataset, None)
-        results = evaluate(X, y, strategies=sweep_lines(strategies, config), config=config, scenario="shift",
-                           window=args.window, steps=args.steps, seed=args.seed)
-        per_step = ceilings(results, y, scenario="shift", window=args.window, steps=args.steps, seed=args.seed,
-                            min_agreement=config.update.min_agreement)
+        results, per_step, per_seed = [], {}, {}
+        for i, seed in enumerate(seeds):
+            run = evaluate(X, y, strategies=sweep_lines(strategies, config), config=config, scenario="shift",
+                           window=args.window, steps=args.steps, seed=seed)
+            ceiling = ceilings(run, y, scenario="shift", window=args.window, steps=args.steps, seed=seed,
+                               min_agreement=config.update.min_agreement)
+            offset = i * args.steps
+            results += [replace(r, step=r.step + offset) for r in run if r.step > 0]
+            per_step.update({step + offset: value for step, value in ceiling.items()})
+            per_seed[seed] = frontier(run) + [ceiling_point(ceiling, config.update.min_agreement)]
         points = frontier(results) + [ceiling_point(per_step, config.update.min_agreement)]
         verdicts = [line for strategy in strategies for line in targets(results, points, strategy)]
         out_of_reach = [step for step, (_, closed) in per_step.items() if closed < 0.5]
@@ -110,13 +142,23 @@ def main() -> None:
             f"per step at agreement {[f'{r.agreement:.4f}' for r in oracle]} (held out "
             f"{[f'{r.agreement_heldout:.4f}' for r in oracle]})")
         verdicts += control_verdicts(points)
-        report = (f"## {dataset} / shift (window {args.window}, {args.steps} steps; means over steps)\n\n"
+        several = len(seeds) > 1
+        scope = f"{args.steps} steps"
+        if several:
+            scope = (f"seeds {', '.join(map(str, seeds))}, {args.steps} steps each, pooled (steps "
+                     + ", ".join(f"{args.steps * i + 1}-{args.steps * (i + 1)}: seed {s}" for i, s in enumerate(seeds))
+                     + ")")
+        report = (f"## {dataset} / shift (window {args.window}, {scope}; means over steps)\n\n"
                   f"{frontier_table(points)}\n\n" + "\n".join(verdicts) + "\n")
+        if several:
+            report += f"\n### Each seed on its own (means over its steps)\n\n{seed_table(per_seed)}\n"
         print("\n" + report)
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / f"frontier-{dataset}.md").write_text(report)
-        plot_frontier(points, RESULTS / f"frontier-{dataset}.png",
-                      f"{dataset}, shift: {args.steps} steps of window {args.window}", config.update.min_agreement)
+        name = f"frontier-{dataset}" + (f"-seeds{'-'.join(map(str, seeds))}" if several else "")
+        (RESULTS / f"{name}.md").write_text(report)
+        runs = f"seeds {','.join(map(str, seeds))} x " if several else ""
+        plot_frontier(points, RESULTS / f"{name}.png", f"{dataset}, shift: {runs}{args.steps} steps of window "
+                      f"{args.window}", config.update.min_agreement)
 
 
 if __name__ == "__main__":
