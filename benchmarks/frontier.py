@@ -2,11 +2,11 @@
 
 For each data set, the ``shift`` scenario of ``stream-dec evaluate --sweep``: every
 tunable strategy runs its knob's grid (translate ratio, recentre ratio, refit anchor,
-ewc lam, anchored distill, grow budget), each value its own line of versions from the same initial model,
-beside frozen, retrain and MiniBatchKMeans (and ``grow-random``, grow's control: ids
-opened by the same rules at random places, since many-to-one ACC rises with the number of
-ids whatever they are). Prints the frontier table (means over the
-steps) and the targets of the stability issue:
+ewc lam, anchored distill, grow budget), each value its own line of versions from the
+same initial model, beside frozen, retrain and MiniBatchKMeans (and ``grow-random``,
+grow's control: ids opened by the same rules at random places, since many-to-one ACC
+rises with the number of ids whatever they are). Prints the frontier table (means over
+the steps) and the targets of the stability issue:
 
 - a line with agreement >= 0.98 at every step that closes >= 50% of the
   frozen -> retrain ACC gap, at <= 10% of retrain's time;
