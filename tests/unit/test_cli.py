@@ -137,6 +137,8 @@ def test_evaluate_sweep_writes_the_frontier(capsys, fast_config, tmp_path):
     assert lines == {"frozen", "retrain", "retrain-cells-oracle", "minibatch-kmeans", "minibatch-kmeans frozen",
                      "ceiling agreement=0.98"} | {f"translate ratio={r:g}" for r in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1)}
     assert "| frozen | 1.0000 | 1.0000 | +0.0000 |" in table  # frozen is the origin of the frontier
+    frozen = next(line for line in table.splitlines() if line.startswith("| frozen |"))
+    assert frozen.endswith("| 1/1 | 6 |")  # accepted steps, then the ids after the last step (K = 6 classes)
     ceiling = next(line for line in table.splitlines() if line.startswith("| ceiling"))
     assert ceiling.startswith("| ceiling agreement=0.98 | 0.9800 | 0.9800 | +0.") and float(ceiling.split(" | ")[3]) > 0
     oracle = next(line for line in table.splitlines() if line.startswith("| retrain-cells-oracle"))
