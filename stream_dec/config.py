@@ -488,6 +488,7 @@ class UpdaterConfig:
     max_loss_increase
         Promotion gate: the DEC loss on the window may exceed the current version's
         by at most this fraction (absorbs float noise when an update barely moves).
+        Not applied when an update changes K (``grow``): the losses are not comparable.
     lease_ttl_ms
         Lifetime of the leader lease; the holder renews it every third of that.
     poll_s

@@ -5,7 +5,9 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
 - ``window``: hash, slot number -> packed sample; the window the updater trains on;
 - ``staging``: hash, slot number -> packed sample; new samples since the last cycle;
 - ``seen``: how many samples were offered to staging since the last cycle;
-- ``kept``: how many leading window slots were retained by the last cycle.
+- ``kept``: how many leading window slots were retained by the last cycle;
+- ``dropped``: hash, slot number -> packed sample; the old window's samples the last
+  cycle dropped, which no update trains on: the updater's held-out check.
 
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
 UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`).
@@ -20,8 +22,8 @@ carrying a handful of vectors. The script checks the bound (a cycle resets the c
 and asks for the whole batch again when it no longer holds, so the sample stays exact.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
-were retained) followed by staged samples, and staging is emptied. A crash never
-leaves half a window.
+were retained) followed by staged samples, the rest of the old window goes to
+``dropped``, and staging is emptied. A crash never leaves half a window.
 """
 
 from __future__ import annotations
@@ -56,12 +58,17 @@ return before + count
 """
 
 _CYCLE = """
-local window, staging, seen, kept_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local window, staging, seen, kept_key, dropped_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local capacity = tonumber(ARGV[1])
-local records = {}
+local records, keep, dropped = {}, {}, {}
 for i = 2, #ARGV do
   local v = redis.call('HGET', window, ARGV[i])
   if v then table.insert(records, v) end
+  keep[ARGV[i]] = true
+end
+local old = redis.call('HGETALL', window)
+for i = 1, #old, 2 do
+  if not keep[old[i]] then table.insert(dropped, old[i + 1]) end
 end
 local kept = #records
 local staged = redis.call('HVALS', staging)
@@ -72,6 +79,8 @@ end
 redis.call('DEL', window)
 for i, v in ipairs(records) do redis.call('HSET', window, i - 1, v) end
 redis.call('DEL', staging)
+redis.call('DEL', dropped_key)
+for i, v in ipairs(dropped) do redis.call('HSET', dropped_key, i - 1, v) end
 redis.call('SET', seen, 0)
 redis.call('SET', kept_key, kept)
 return {kept, #records}
@@ -96,7 +105,8 @@ def unpack(data: bytes) -> tuple[str, float, np.ndarray]:
 
 @dataclass(frozen=True)
 class WindowSamples:
-    """The window as read from Redis: rows ``[:kept]`` were retained by the last cycle."""
+    """Samples as read from Redis (the window, or the held-out ones): rows ``[:kept]`` were
+    retained by the last cycle."""
 
     ids: list[str]
     arrived: np.ndarray
@@ -128,7 +138,7 @@ class Reservoir:
         self.capacity = capacity
         self.staging_capacity = staging_capacity or capacity
         prefix = f"stream-dec:{name}:"
-        self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept")}
+        self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept", "dropped")}
         self._offer = client.register_script(_OFFER)
         self._cycle = client.register_script(_CYCLE)
         self.seen_bound = 0
@@ -154,14 +164,20 @@ class Reservoir:
         size = self.client.hlen(self.keys["window"])
         keep = size - int(round(replace_fraction * size)) if size else 0
         slots = rng.choice(size, size=keep, replace=False) if keep else []
-        kept, total = self._cycle(keys=[self.keys[k] for k in ("window", "staging", "seen", "kept")],
+        kept, total = self._cycle(keys=[self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")],
                                   args=[self.capacity, *[int(s) for s in slots]])
         return int(kept), int(total)
 
     def window(self) -> WindowSamples:
         """Read the whole window, retained rows first."""
-        fields = self.client.hgetall(self.keys["window"])
-        kept = int(self.client.get(self.keys["kept"]) or 0)
+        return self._read("window", int(self.client.get(self.keys["kept"]) or 0))
+
+    def held_out(self) -> WindowSamples:
+        """Read the samples the last cycle dropped from the window (none are retained)."""
+        return self._read("dropped", 0)
+
+    def _read(self, key: str, kept: int) -> WindowSamples:
+        fields = self.client.hgetall(self.keys[key])
         rows = [unpack(fields[slot]) for slot in sorted(fields, key=int)]
         if not rows:
             return WindowSamples([], np.empty(0), np.empty((0, 0), np.float32), 0)

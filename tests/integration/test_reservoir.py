@@ -96,6 +96,9 @@ def test_cycle_keeps_exactly_half_and_refills_from_staging(client, name):
     assert len(retained) == 100 and retained <= set(first.ids)
     assert set(second.ids[second.kept:]) <= set(ids(200, 200)) and len(second.ids) == 200
     assert second.retained.sum() == 100 and reservoir.sizes()["staging"] == 0
+    held_out = reservoir.held_out()  # the first window's other half, for the updater's held-out check
+    assert sorted(held_out.ids) == sorted(set(first.ids) - retained) and held_out.kept == 0
+    np.testing.assert_array_equal(held_out.X[0], X[int(held_out.ids[0][1:])])
 
 
 def test_redis_restart_with_aof_keeps_the_window(tmp_path):

@@ -1,0 +1,50 @@
+"""The updater's promotion gate, without Kafka or Redis (the gate is a pure function)."""
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from stream_dec.config import Config, GrowConfig
+from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+from stream_dec.model import DEC, ModelVersion
+from stream_dec.stream.updater import promotion_gate
+
+
+def test_old_samples_the_update_never_saw_can_stop_it():
+    """grow opens an id where the window's new samples are; no retained sample lies there, so
+    retained agreement is 1 and the update's own limits pass. Old samples the cycle dropped,
+    between the old centre and the new region, change id: the gate says no."""
+    model = DEC((2, 2), n_clusters=2)
+    with torch.no_grad():
+        model.autoencoder.encoder[0].weight.copy_(torch.eye(2))
+        model.autoencoder.encoder[0].bias.zero_()
+        model.centres.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0]]))
+    rng = np.random.default_rng(0)
+    X = rng.normal([[0, 0]] * 50 + [[10, 0]] * 50 + [[0, 10]] * 60, 0.3).astype(np.float32)
+    window = Window.of(X, np.arange(160) < 100)
+    config = dataclasses.replace(Config(), update=dataclasses.replace(
+        Config().update, strategy="grow", grow=GrowConfig(budget=0.0, candidates=3, min_size=20)))
+    current = ModelVersion.from_model(model, version=1)
+    update = apply_strategy(make_strategy("grow", config), current, window, limits_of(config))
+    assert update.report.accepted and update.report.agreement == 1.0
+    assert update.report.loss > update.report.previous_loss * 1.01  # not comparable: K grew, so no loss gate
+    far = rng.normal([[0, 0]] * 40, 0.3).astype(np.float32)  # old samples the new id leaves alone
+    near = rng.normal([[0, 7]] * 10, 0.3).astype(np.float32)  # old samples, id 0 before, nearer the new centre
+    assert promotion_gate(update, far, config) == []
+    assert promotion_gate(update, np.empty((0, 2), np.float32), config) == []
+    reasons = promotion_gate(update, np.concatenate([far, near]), config)
+    assert len(reasons) == 1 and reasons[0].startswith("agreement 0.8000 on 50 held-out old samples < min_agreement")
+
+
+def test_the_loss_gate_holds_while_k_is_unchanged():
+    model = DEC((2, 2), n_clusters=2)
+    current = ModelVersion.from_model(model, version=1)
+    X = np.random.default_rng(1).normal(size=(40, 2)).astype(np.float32)
+    update = apply_strategy(make_strategy("frozen", Config()), current, Window.of(X, np.arange(40) < 20),
+                            limits_of(Config()))
+    assert promotion_gate(update, X, Config()) == []  # frozen: same labels, same loss
+    worse = dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=0.05, loss=0.0506))
+    assert promotion_gate(worse, X, Config()) == ["DEC loss 0.050600 worse than the current version's 0.050000"]
+    within = dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=0.05, loss=0.05004))
+    assert promotion_gate(within, X, Config()) == []  # max_loss_increase 0.001 absorbs float noise
