@@ -19,6 +19,21 @@ def pytest_addoption(parser):
                     help="also write the reliability table (markdown) to PATH")
 
 
+def two_centre_model():
+    """A 2-d DEC whose encoder is the identity and whose centres sit at (0, 0) and (10, 0):
+    labels are nearest-centre labels of the raw points (for tests of new ids and gates)."""
+    import torch
+
+    from stream_dec.model import DEC
+
+    model = DEC((2, 2), n_clusters=2)
+    with torch.no_grad():
+        model.autoencoder.encoder[0].weight.copy_(torch.eye(2))
+        model.autoencoder.encoder[0].bias.zero_()
+        model.centres.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0]]))
+    return model
+
+
 def wordnet_slice(classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``per_class`` real WordNet embeddings from each of the first ``classes`` classes."""
     with np.load(DATA / "wordnet_nouns.npz") as archive:

@@ -3,23 +3,19 @@
 import dataclasses
 
 import numpy as np
-import torch
 
 from stream_dec.config import Config, GrowConfig
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.stream.updater import promotion_gate
+from tests.conftest import two_centre_model
 
 
 def test_old_samples_the_update_never_saw_can_stop_it():
     """grow opens an id where the window's new samples are; no retained sample lies there, so
     retained agreement is 1 and the update's own limits pass. Old samples the cycle dropped,
     between the old centre and the new region, change id: the gate says no."""
-    model = DEC((2, 2), n_clusters=2)
-    with torch.no_grad():
-        model.autoencoder.encoder[0].weight.copy_(torch.eye(2))
-        model.autoencoder.encoder[0].bias.zero_()
-        model.centres.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0]]))
+    model = two_centre_model()
     rng = np.random.default_rng(0)
     X = rng.normal([[0, 0]] * 50 + [[10, 0]] * 50 + [[0, 10]] * 60, 0.3).astype(np.float32)
     window = Window.of(X, np.arange(160) < 100)

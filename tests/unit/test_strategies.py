@@ -18,7 +18,7 @@ from stream_dec.continual.retrain import Retrain, model_config_of
 from stream_dec.continual.translate import Translate, matched_centroids, translate_centres
 from stream_dec.model import DEC, ModelVersion, fit_dec
 from stream_dec.model.training import latent_radius_for
-from tests.conftest import wordnet_slice
+from tests.conftest import two_centre_model, wordnet_slice
 
 TRAIN = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
 MODEL = ModelConfig(hidden_dims=(64,), latent_dim=10)
@@ -204,11 +204,7 @@ def test_identity_matching_detects_a_swap():
 def test_a_new_id_for_samples_an_old_id_had_absorbed_is_no_rename():
     """60 samples of an unseen region sit in id 0 (50 retained samples): grow's new id takes
     them, and the update is accepted, since ids are checked on what they labelled before."""
-    model = DEC((2, 2), n_clusters=2)
-    with torch.no_grad():
-        model.autoencoder.encoder[0].weight.copy_(torch.eye(2))
-        model.autoencoder.encoder[0].bias.zero_()
-        model.centres.copy_(torch.tensor([[0.0, 0.0], [10.0, 0.0]]))
+    model = two_centre_model()
     rng = np.random.default_rng(0)
     X = rng.normal([[0, 0]] * 50 + [[10, 0]] * 50 + [[0, 10]] * 60, 0.3)
     window = Window.of(X, np.arange(160) < 100)
