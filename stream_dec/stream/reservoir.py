@@ -61,14 +61,10 @@ _CYCLE = """
 local window, staging, seen, kept_key, dropped_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local capacity = tonumber(ARGV[1])
 local records, keep, dropped = {}, {}, {}
-for i = 2, #ARGV do
-  local v = redis.call('HGET', window, ARGV[i])
-  if v then table.insert(records, v) end
-  keep[ARGV[i]] = true
-end
+for i = 2, #ARGV do keep[ARGV[i]] = true end
 local old = redis.call('HGETALL', window)
 for i = 1, #old, 2 do
-  if not keep[old[i]] then table.insert(dropped, old[i + 1]) end
+  if keep[old[i]] then table.insert(records, old[i + 1]) else table.insert(dropped, old[i + 1]) end
 end
 local kept = #records
 local staged = redis.call('HVALS', staging)

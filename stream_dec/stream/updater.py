@@ -9,9 +9,9 @@ Each pass of :meth:`Updater.run`:
    - cold start (no version yet, ``min_initial`` samples staged): train DEC -> version 1;
    - otherwise run the configured strategy and the promotion gate: the update's
      limits (agreement, drift, no permuted ids), DEC loss on the window not worse
-     than the current version's (while K is unchanged), and agreement >= ``min_agreement`` also on the old
-     window's samples the cycle dropped (:meth:`Reservoir.held_out`), which the update
-     never saw: a strategy that chooses by the retained samples at hand (``grow``,
+     than the current version's (while K is unchanged), and agreement >=
+     ``min_agreement`` also on the old window's samples the cycle dropped
+     (:meth:`Reservoir.held_out`), which the update never saw: a strategy that chooses by the retained samples at hand (``grow``,
      ``recentre``) can keep them and still relabel more old samples than it reports;
 4. renew the lease, then publish the new version; a failed gate keeps the current
    version and logs why.
