@@ -290,6 +290,7 @@ def run_serve(args: argparse.Namespace) -> None:
     from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.kafka import consumer_settings, producer_settings
     from stream_dec.stream.labeler import Labeler
+    from stream_dec.stream.observability import serve
     from stream_dec.stream.versions import VersionFollower
 
     config = load_config(args.config)
@@ -317,7 +318,7 @@ def run_serve(args: argparse.Namespace) -> None:
     labeler = Labeler(config, predictor, Consumer(consumer_settings(config)),
                       Producer(producer_settings(config, transactional_id)), follower=follower, reservoir=reservoir)
     if config.metrics.port:
-        labeler.metrics.serve(config.metrics.host, config.metrics.port)
+        serve(labeler.metrics.registry, config.metrics.host, config.metrics.port)
     _stop_on_signals(labeler.stop)
     labeler.run()
 
@@ -331,6 +332,7 @@ def run_update_loop(args: argparse.Namespace) -> None:
     from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.kafka import VERSION_BYTES, producer_settings
     from stream_dec.stream.lease import Lease
+    from stream_dec.stream.observability import serve
     from stream_dec.stream.updater import Updater
     from stream_dec.stream.versions import VersionFollower
 
@@ -348,6 +350,8 @@ def run_update_loop(args: argparse.Namespace) -> None:
                       Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
                       VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name),
                       seed=config.train.seed)
+    if config.metrics.port:
+        serve(updater.metrics.registry, config.metrics.host, config.metrics.port)
     _stop_on_signals(updater.stop)
     updater.run()
 

@@ -1,8 +1,10 @@
-"""The labeler's metrics: Prometheus collectors and one structured stats line per interval.
+"""Metrics of the labeler and the updater: Prometheus collectors and structured log lines.
 
-Each labeler owns a :class:`LabelerMetrics` with its own registry, served on
-``[metrics] port`` when it is not 0. The same figures go to the log every
-``log_interval_s`` as one line: rate, batch latency, consumer lag, dead letters, version.
+Each labeler owns a :class:`LabelerMetrics`, each updater an :class:`UpdaterMetrics`, with
+its own registry, served on ``[metrics] port`` when it is not 0 (the labeler and the
+updater read their own config files, so each has its own port). The labeler's figures
+also go to the log every ``log_interval_s`` as one line: rate, batch latency, consumer
+lag, dead letters, version; the updater logs one line per update.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger("stream_dec.labeler")
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> None:
+    """Expose ``registry`` on ``/metrics`` over HTTP at ``host:port``."""
+    start_http_server(port, addr=host, registry=registry)
+    logging.getLogger("stream_dec.metrics").info("metrics on http://%s:%d/metrics", host, port)
 
 
 class LabelerMetrics:
@@ -37,10 +45,35 @@ class LabelerMetrics:
         self.retries = Counter("stream_dec_retries", "Produce or commit attempts retried after an error",
                                ["operation"], registry=r)
 
-    def serve(self, host: str, port: int) -> None:
-        """Expose ``/metrics`` over HTTP on ``host:port``."""
-        start_http_server(port, addr=host, registry=self.registry)
-        log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+class UpdaterMetrics:
+    """Counters and gauges of one updater (names prefixed ``stream_dec_``).
+
+    The gauges of an update describe the last candidate the gate judged, published or not.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.cycles = Counter("stream_dec_update_cycles", "Reservoir cycles run by this updater", registry=r)
+        self.updates = Counter("stream_dec_updates", "Candidate versions by outcome: published, rejected by the "
+                               "promotion gate, or dropped because the lease was lost", ["outcome"], registry=r)
+        self.gate_failures = Counter("stream_dec_gate_failures", "Promotion-gate checks failed (limits: the "
+                                     "update's agreement/drift/id limits; loss; held_out)", ["check"], registry=r)
+        self.agreement = Gauge("stream_dec_update_agreement", "Label agreement of the last candidate with the "
+                               "current version, on retained or on held-out old samples", ["samples"], registry=r)
+        self.drift = Gauge("stream_dec_update_relative_drift", "Largest centre move of the last candidate, in "
+                           "median gaps between neighbouring centres", registry=r)
+        self.seconds = Histogram("stream_dec_update_seconds", "Training time of a candidate (strategy or cold "
+                                 "start)", buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=r)
+        self.version = Gauge("stream_dec_model_version", "Current version (published or caught up)", registry=r)
+        self.clusters = Gauge("stream_dec_model_clusters", "Cluster ids of the current version", registry=r)
+        self.leader = Gauge("stream_dec_updater_leader", "1 while this updater holds the lease", registry=r)
+        self.reservoir = Gauge("stream_dec_reservoir_samples", "Samples in the reservoir's window and staging "
+                               "area, at the last trigger check", ["area"], registry=r)
+        self.outages = Counter("stream_dec_updater_outages", "Broker or Redis errors the updater retried",
+                               ["service"], registry=r)
 
 
 class StatsLine:

@@ -7,15 +7,18 @@ Each pass of :meth:`Updater.run`:
 3. when due (``update_every`` new samples offered, or ``interval_s`` passed):
    cycle the reservoir window, then
    - cold start (no version yet, ``min_initial`` samples staged): train DEC -> version 1;
-   - otherwise run the configured strategy and the promotion gate: the update's
-     limits (agreement, drift, no permuted ids), DEC loss on the window not worse
-     than the current version's (while K is unchanged), and agreement >=
-     ``min_agreement`` also on the old window's samples the cycle dropped
-     (:meth:`Reservoir.held_out`), which the update never saw: a strategy that chooses by the retained samples at hand (``grow``,
-     ``recentre``) can keep them and still relabel more old samples than it reports;
+   - otherwise run the configured strategy and the promotion gate
+     (:func:`promotion_gate`): the update's limits (agreement, drift, no permuted ids),
+     DEC loss on the window not worse than the current version's (while K is
+     unchanged), and agreement >= ``min_agreement`` also on the old window's samples the
+     cycle dropped (:meth:`Reservoir.held_out`), which the update never saw: a strategy
+     that chooses by the retained samples at hand (``grow``, ``recentre``) can keep them
+     and still relabel more old samples than it reports;
 4. renew the lease, then publish the new version; a failed gate keeps the current
    version and logs why.
 
+Every step is counted in :class:`~stream_dec.stream.observability.UpdaterMetrics`
+(served on ``[metrics] port``); each gate decision is one log line (``event: gate``).
 A broker or Redis outage is logged and retried with backoff (see :meth:`Updater.run`).
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import redis
@@ -35,6 +39,7 @@ from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.model.metrics import label_agreement
 from stream_dec.stream.kafka import Backoff
 from stream_dec.stream.lease import Lease
+from stream_dec.stream.observability import UpdaterMetrics
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.versions import VersionFollower, publish
 
@@ -46,7 +51,7 @@ class Updater:
 
     def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, producer: Producer,
                  follower: VersionFollower, seed: int = 0) -> None:
-        """``cycles``, ``published`` and ``rejections`` record what this updater did."""
+        """``cycles``, ``published``, ``rejections`` and :attr:`metrics` record what this updater did."""
         self.config = config
         self.reservoir, self.lease, self.producer, self.follower = reservoir, lease, producer, follower
         self.rng = np.random.default_rng(seed)
@@ -56,6 +61,7 @@ class Updater:
         self.published: list[int] = []
         self.cycles = 0
         self.rejections: list[str] = []
+        self.metrics = UpdaterMetrics()
 
     def run(self) -> None:
         """Loop until :attr:`stop` is set; release the lease on the way out.
@@ -71,7 +77,9 @@ class Updater:
         try:
             while not self.stop.is_set():
                 try:
-                    if not self.lease.acquire():
+                    leader = self.lease.acquire()
+                    self.metrics.leader.set(int(leader))
+                    if not leader:
                         if not waiting_logged:
                             log.info("another updater holds the lease (%s); waiting", self.lease.holder())
                             waiting_logged = True
@@ -85,10 +93,12 @@ class Updater:
                     self.stop.wait(self.config.updater.poll_s)
                 except (KafkaException, redis.RedisError) as exc:
                     delay = backoff.next_delay()
-                    log.warning("%s unavailable (%s); retrying in %.1fs",
-                                "Redis" if isinstance(exc, redis.RedisError) else "Kafka", exc, delay)
+                    service = "redis" if isinstance(exc, redis.RedisError) else "kafka"
+                    self.metrics.outages.labels(service).inc()
+                    log.warning("%s unavailable (%s); retrying in %.1fs", service, exc, delay)
                     self.stop.wait(delay)
         finally:
+            self.metrics.leader.set(0)
             try:
                 self.lease.release()
             except redis.RedisError as exc:
@@ -99,11 +109,18 @@ class Updater:
         current = self.current.header.version if self.current else 0
         newer = self.follower.latest(current)
         if newer is not None:
-            self.current = newer
+            self._adopt(newer)
             log.info("current version is %d", newer.header.version)
+
+    def _adopt(self, version: ModelVersion) -> None:
+        self.current = version
+        self.metrics.version.set(version.header.version)
+        self.metrics.clusters.set(version.header.n_clusters)
 
     def due(self) -> bool:
         sizes = self.reservoir.sizes()
+        for area in ("window", "staging"):
+            self.metrics.reservoir.labels(area).set(sizes[area])
         if self.current is None:
             return sizes["staging"] >= self.config.updater.min_initial
         elapsed = time.monotonic() - self.last_update
@@ -114,6 +131,7 @@ class Updater:
         """One update cycle (steps 3-4); returns the published version, if any."""
         self.last_update = time.monotonic()
         self.cycles += 1
+        self.metrics.cycles.inc()
         fraction = self.config.reservoir.replace_fraction if self.current else 1.0
         kept, total = self.reservoir.cycle(fraction, self.rng)
         window = self.reservoir.window()
@@ -122,14 +140,17 @@ class Updater:
         with self.lease.kept() as lost:  # training may outlast the lease's lifetime
             candidate = (self._cold_start(window.X) if self.current is None
                          else self._continual(window.X, window.retained, self.reservoir.held_out().X))
+        self.metrics.seconds.observe(time.perf_counter() - started)
         if candidate is None:
             return None
         if lost.is_set() or not self.lease.renew():
+            self.metrics.updates.labels("lease_lost").inc()
             log.warning("lost the lease during the update; version %d not published", candidate.header.version)
             return None
         log.info("publishing version %d", candidate.header.version)
         publish(self.producer, self.config.topics.versions, self.config.model.name, candidate)
-        self.current = candidate
+        self._adopt(candidate)
+        self.metrics.updates.labels("published").inc()
         self.published.append(candidate.header.version)
         log.info("published version %d (%s) after %.1fs", candidate.header.version, candidate.header.strategy,
                  time.perf_counter() - started)
@@ -144,32 +165,80 @@ class Updater:
         strategy = make_strategy(self.config.update.strategy, self.config,
                                  seed=int(self.rng.integers(2**31)))
         update = apply_strategy(strategy, self.current, Window.of(X, retained), limits_of(self.config))
-        reasons = promotion_gate(update, held_out, self.config)
-        if reasons:
-            self.rejections.append("; ".join(reasons))
+        verdict = promotion_gate(update, held_out, self.config)
+        self._record(update, verdict)
+        if not verdict.passed:
+            self.metrics.updates.labels("rejected").inc()
+            self.rejections.append(verdict.reasons)
             log.warning("update rejected by the promotion gate, keeping version %d: %s",
-                        self.current.header.version, "; ".join(reasons))
+                        self.current.header.version, verdict.reasons)
             return None
         return update.to_version()
 
+    def _record(self, update: Update, verdict: Verdict) -> None:
+        """The gate's figures as metrics and one structured log line (``event: gate``)."""
+        report, m = update.report, self.metrics
+        m.agreement.labels("retained").set(report.agreement)
+        if verdict.held_out_agreement is not None:
+            m.agreement.labels("held_out").set(verdict.held_out_agreement)
+        m.drift.set(report.relative_drift_max)
+        for check in verdict.failed:
+            m.gate_failures.labels(check).inc()
+        fields = {"event": "gate", "passed": verdict.passed, "strategy": report.strategy,
+                  "current_version": self.current.header.version, "agreement": report.agreement,
+                  "held_out_agreement": verdict.held_out_agreement, "relative_drift": report.relative_drift_max,
+                  "loss": report.loss, "previous_loss": report.previous_loss,
+                  "clusters": update.proposal.model.n_clusters, "seconds": report.seconds, "failed": verdict.failed}
+        log.info("promotion gate: %s (held-out agreement %s)", "pass" if verdict.passed else "fail",
+                 "n/a" if verdict.held_out_agreement is None else f"{verdict.held_out_agreement:.4f}",
+                 extra={"fields": fields})
 
-def promotion_gate(update: Update, held_out: np.ndarray, config: Config) -> list[str]:
-    """Why ``update`` may not be published (none: it may): the update's own limits, its DEC
-    loss on the window against the current version's (``max_loss_increase``; only while K
-    is unchanged: with more centres the soft assignments spread and KL(P || Q) is another
+
+@dataclass(frozen=True)
+class Verdict:
+    """The promotion gate's answer on one update.
+
+    failed
+        The checks that failed, each with why: ``limits`` (the update's own agreement,
+        drift and id limits), ``loss``, ``held_out``. Empty: the update may be published.
+    held_out_agreement
+        Agreement with the current version on the held-out old samples; None without any.
+
+    >>> Verdict({}).passed, Verdict({"loss": "DEC loss worse"}).reasons
+    (True, 'DEC loss worse')
+    """
+
+    failed: dict[str, str]
+    held_out_agreement: float | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    @property
+    def reasons(self) -> str:
+        return "; ".join(self.failed.values())
+
+
+def promotion_gate(update: Update, held_out: np.ndarray, config: Config) -> Verdict:
+    """Whether ``update`` may be published: the update's own limits, its DEC loss on the
+    window against the current version's (``max_loss_increase``; only while K is
+    unchanged: with more centres the soft assignments spread and KL(P || Q) is another
     quantity, which rose 4-15% at every ``grow`` step on wordnet, so the gate stopped them
     all), and its agreement with the current version on ``held_out``, old samples it never
     saw."""
     report = update.report
-    reasons = list(report.violations)
+    failed = {}
+    if report.violations:
+        failed["limits"] = "; ".join(report.violations)
     same_k = update.proposal.model.n_clusters == update.current.header.n_clusters
     if same_k and report.loss > report.previous_loss * (1 + config.updater.max_loss_increase):
-        reasons.append(f"DEC loss {report.loss:.6f} worse than the current version's {report.previous_loss:.6f}")
+        failed["loss"] = f"DEC loss {report.loss:.6f} worse than the current version's {report.previous_loss:.6f}"
+    agreement = None
     if len(held_out):
         agreement = label_agreement(update.current.to_model().predict(held_out)[0],
                                     update.proposal.model.predict(held_out)[0])
-        log.info("held-out agreement %.4f on %d dropped samples", agreement, len(held_out))
         if agreement < config.update.min_agreement:
-            reasons.append(f"agreement {agreement:.4f} on {len(held_out)} held-out old samples < min_agreement "
-                           f"{config.update.min_agreement}")
-    return reasons
+            failed["held_out"] = (f"agreement {agreement:.4f} on {len(held_out)} held-out old samples < "
+                                  f"min_agreement {config.update.min_agreement}")
+    return Verdict(failed, agreement)

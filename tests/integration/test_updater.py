@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import numpy as np
 import orjson
@@ -22,10 +23,12 @@ from stream_dec.config import TranslateConfig, kafka_settings
 from stream_dec.continual import Limits, Window, apply_strategy
 from stream_dec.continual.translate import Translate
 from stream_dec.model import DEC, ModelVersion
+from stream_dec.model.metrics import label_agreement
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
 from stream_dec.stream.lease import Lease
+from stream_dec.stream.observability import serve
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.updater import Updater
 from stream_dec.stream.versions import MAGIC, VersionFollower, VersionRejected, decode_record, encode_record, publish
@@ -317,3 +320,58 @@ def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
     by_id = {label["id"]: label for label in labels}
     expected = follower(config).latest().to_model().predict(X)[0]
     assert all(by_id[f"c{i}"]["version"] == 1 and by_id[f"c{i}"]["cluster"] == expected[i] for i in range(len(X)))
+
+
+@pytest.mark.parametrize("gate", ["loose", "strict"])
+def test_updater_metrics_follow_the_gate(loop_service, gate):
+    """A cold start, then one continual update that the gate lets through (loose) or stops
+    (strict: translate all the way, no label may change); the updater's Prometheus metrics,
+    scraped over HTTP, say what happened, and the held-out gauge is the agreement of the two
+    versions on the samples the cycle dropped."""
+    config = loop_service
+    limits = ({"strategy": "ewc", "min_agreement": 0.0, "max_drift": 10.0} if gate == "loose" else
+              {"strategy": "translate", "translate": TranslateConfig(ratio=1.0), "min_agreement": 1.0})
+    config = dataclasses.replace(config, update=dataclasses.replace(config.update, **limits),
+                                 updater=dataclasses.replace(config.updater, max_loss_increase=10.0))
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=20)
+    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(5))
+    updater = make_updater(config)
+    port = free_port()
+    serve(updater.metrics.registry, "127.0.0.1", port)
+    thread = threading.Thread(target=updater.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not updater.published and time.monotonic() < deadline:
+        time.sleep(0.2)
+    new, _ = wordnet_slice(classes=12, per_class=25, seed=21)  # half of the classes are new
+    reservoir.offer([f"t{i}" for i in range(len(new))], new, time.time(), np.random.default_rng(6))
+    while len(updater.published) + len(updater.rejections) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    updater.stop.set()
+    thread.join(30)
+    value = updater.metrics.registry.get_sample_value
+    held_out = value("stream_dec_update_agreement", {"samples": "held_out"})
+    assert updater.cycles == 2 and value("stream_dec_update_cycles_total") == 2
+    assert value("stream_dec_updater_leader") == 0  # released on the way out
+    if gate == "loose":
+        assert updater.published == [1, 2] and updater.rejections == []
+        assert value("stream_dec_updates_total", {"outcome": "published"}) == 2
+        assert value("stream_dec_model_version") == 2 and 'stream_dec_model_version 2.0' in scraped
+        assert 'stream_dec_updates_total{outcome="published"} 2.0' in scraped
+        v1, v2 = (decode_record(m.value(), source="test", model=config.model.name, key=m.key()).to_model()
+                  for m in read_all(config.kafka["bootstrap.servers"], config.topics.versions, 2))
+        dropped = reservoir.held_out().X
+        assert len(dropped) == 150  # the cold-start window's dropped half
+        assert held_out == label_agreement(v1.predict(dropped)[0], v2.predict(dropped)[0])
+    else:
+        assert updater.published == [1] and len(updater.rejections) == 1
+        assert value("stream_dec_updates_total", {"outcome": "rejected"}) == 1
+        assert value("stream_dec_gate_failures_total", {"check": "limits"}) == 1
+        assert value("stream_dec_gate_failures_total", {"check": "held_out"}) == 1
+        assert value("stream_dec_model_version") == 1 and 'outcome="rejected"} 1.0' in scraped
+        assert held_out < 1.0
+    assert value("stream_dec_model_clusters") == 6
+    assert 0 <= value("stream_dec_update_agreement", {"samples": "retained"}) <= 1
+    assert value("stream_dec_update_seconds_count") == 2

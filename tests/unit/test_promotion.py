@@ -7,7 +7,7 @@ import numpy as np
 from stream_dec.config import Config, GrowConfig
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.model import DEC, ModelVersion
-from stream_dec.stream.updater import promotion_gate
+from stream_dec.stream.updater import Verdict, promotion_gate
 from tests.conftest import two_centre_model
 
 
@@ -27,10 +27,11 @@ def test_old_samples_the_update_never_saw_can_stop_it():
     assert update.report.loss > update.report.previous_loss * 1.01  # not comparable: K grew, so no loss gate
     far = rng.normal([[0, 0]] * 40, 0.3).astype(np.float32)  # old samples the new id leaves alone
     near = rng.normal([[0, 7]] * 10, 0.3).astype(np.float32)  # old samples, id 0 before, nearer the new centre
-    assert promotion_gate(update, far, config) == []
-    assert promotion_gate(update, np.empty((0, 2), np.float32), config) == []
-    reasons = promotion_gate(update, np.concatenate([far, near]), config)
-    assert len(reasons) == 1 and reasons[0].startswith("agreement 0.8000 on 50 held-out old samples < min_agreement")
+    assert promotion_gate(update, far, config) == Verdict({}, 1.0)
+    assert promotion_gate(update, np.empty((0, 2), np.float32), config) == Verdict({}, None)
+    verdict = promotion_gate(update, np.concatenate([far, near]), config)
+    assert not verdict.passed and verdict.held_out_agreement == 0.8 and list(verdict.failed) == ["held_out"]
+    assert verdict.reasons.startswith("agreement 0.8000 on 50 held-out old samples < min_agreement")
 
 
 def test_the_loss_gate_holds_while_k_is_unchanged():
@@ -39,8 +40,21 @@ def test_the_loss_gate_holds_while_k_is_unchanged():
     X = np.random.default_rng(1).normal(size=(40, 2)).astype(np.float32)
     update = apply_strategy(make_strategy("frozen", Config()), current, Window.of(X, np.arange(40) < 20),
                             limits_of(Config()))
-    assert promotion_gate(update, X, Config()) == []  # frozen: same labels, same loss
+    assert promotion_gate(update, X, Config()).passed  # frozen: same labels, same loss
     worse = dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=0.05, loss=0.0506))
-    assert promotion_gate(worse, X, Config()) == ["DEC loss 0.050600 worse than the current version's 0.050000"]
+    assert promotion_gate(worse, X, Config()).failed == {
+        "loss": "DEC loss 0.050600 worse than the current version's 0.050000"}
     within = dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=0.05, loss=0.05004))
-    assert promotion_gate(within, X, Config()) == []  # max_loss_increase 0.001 absorbs float noise
+    assert promotion_gate(within, X, Config()).passed  # max_loss_increase 0.001 absorbs float noise
+
+
+def test_the_update_limits_are_one_check_of_the_gate():
+    model = DEC((2, 2), n_clusters=2)
+    current = ModelVersion.from_model(model, version=1)
+    X = np.random.default_rng(2).normal(size=(40, 2)).astype(np.float32)
+    update = apply_strategy(make_strategy("frozen", Config()), current, Window.of(X), limits_of(Config()))
+    violations = ("label agreement 0.9000 < min_agreement 0.98", "relative drift 0.5 > max_drift 0.1")
+    broken = dataclasses.replace(update, report=dataclasses.replace(update.report, violations=violations))
+    verdict = promotion_gate(broken, X, Config())
+    assert verdict.failed == {"limits": "; ".join(violations)}
+    assert verdict.held_out_agreement == 1.0
