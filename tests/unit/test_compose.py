@@ -45,10 +45,16 @@ def test_topics_brokers_and_redis_match_the_configs(compose, file):
     assert "--appendonly" in redis["command"] and f"{redis_port}:{redis_port}" in redis["ports"]
 
 
-def test_labeler_metrics_port_and_gpu_reservation(compose):
+@pytest.mark.parametrize("service, file", [("labeler", "labeler.toml"), ("updater", "updater.toml")])
+def test_metrics_ports_are_published(compose, service, file):
+    config = load_config(ROOT / "config" / file, environ={})
+    assert config.metrics.port and config.metrics.host == "0.0.0.0"
+    assert any(p.endswith(f":{config.metrics.port}") for p in compose["services"][service]["ports"])
+
+
+def test_labeler_gpu_reservation(compose):
     config = load_config(ROOT / "config" / "labeler.toml", environ={})
     labeler = compose["services"]["labeler"]
-    assert any(p.endswith(f":{config.metrics.port}") for p in labeler["ports"])
     assert labeler["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
     assert config.labeler.device == "auto" and config.labeler.input_dim > 0
 
