@@ -11,7 +11,10 @@ the steps) and the targets of the stability issue:
 - a line with agreement >= 0.98 at every step that closes >= 50% of the
   frozen -> retrain ACC gap, at <= 10% of retrain's time;
 - the chosen strategy's curve above translate's and refit's: every translate/refit
-  point is dominated (agreement and gain no better) by some point of its curve.
+  point is dominated (agreement and gain no better) by some point of its curve; and the
+  same within the noise: the translate/refit points that are clearly above every point
+  of the curve (``clearly_above``: better in agreement or ACC beyond a paired 95%
+  t-interval over the steps; with --seeds, over all of them).
 
 Beside them, the ceiling at agreement 0.98 (``agreement_ceiling``): the most ACC any
 update that labels by the embedding alone can gain, in expectation, at each step; where
@@ -21,7 +24,8 @@ id) relabelled with the true classes, most gain per retained label changed first
 agreement 0.98 in expectation: how much an update that finds only the structure retrain
 finds could gain within the limit.
 
-Writes ``benchmarks/results/frontier-<dataset>.{md,png}`` (the table and the verdicts). Run from the repository root::
+Writes ``benchmarks/results/frontier-<dataset>.{md,png,json}`` (the table and the verdicts, the
+plot, every line's result at every step). Run from the repository root::
 
     python benchmarks/frontier.py --datasets wordnet
     python benchmarks/frontier.py --datasets mnist --config config/mnist.toml --pretrain-epochs 50
@@ -36,14 +40,15 @@ second table: each seed on its own.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
 from continual import experiment_config, experiment_parser  # benchmarks/ is the script's directory
 from dec_quality import load
 from stream_dec.continual import GROW_RANDOM
-from stream_dec.continual.evaluate import (RETRAIN_CELLS_ORACLE, ceiling_point, ceilings, evaluate, frontier,
-                                           frontier_table, gap_closed, sweep_lines)
+from stream_dec.continual.evaluate import (RETRAIN_CELLS_ORACLE, ceiling_point, ceilings, clearly_above, evaluate,
+                                           frontier, frontier_table, gap_closed, sweep_lines)
 from stream_dec.continual.plots import plot_frontier
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -71,6 +76,10 @@ def targets(results, points, strategy: str) -> list[str]:
         beaten = [p for p in theirs if any(m.agreement >= p.agreement and m.acc_gain >= p.acc_gain for m in mine)]
         lines.append(f"{strategy} dominates {len(beaten)}/{len(theirs)} {rival} points "
                      f"({'ok' if len(beaten) == len(theirs) else 'MISSED'})")
+        above = [p.label for p in theirs if all(clearly_above(results, p.label, m.label) for m in mine)]
+        lines.append(f"{strategy} matches or beats {len(theirs) - len(above)}/{len(theirs)} {rival} points within "
+                     f"the noise (paired 95% t-interval over the steps, agreement and ACC); clearly above every "
+                     f"{strategy} point: {above or 'none'}")
     return lines
 
 
@@ -156,6 +165,7 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         name = f"frontier-{dataset}" + (f"-seeds{'-'.join(map(str, seeds))}" if several else "")
         (RESULTS / f"{name}.md").write_text(report)
+        (RESULTS / f"{name}.json").write_text(json.dumps([r.as_dict() for r in results]))
         runs = f"seeds {','.join(map(str, seeds))} x " if several else ""
         plot_frontier(points, RESULTS / f"{name}.png", f"{dataset}, shift: {runs}{args.steps} steps of window "
                       f"{args.window}", config.update.min_agreement)

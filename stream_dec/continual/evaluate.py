@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
+from scipy import stats
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import MiniBatchKMeans
 
@@ -311,6 +312,32 @@ def gap_closed(results: list[StepResult], strategy: str, reference: str = "froze
         ok = None not in (frozen, retrain, base, mine) and retrain > frozen
         out[step] = (mine - base) / (retrain - frozen) if ok else float("nan")
     return out
+
+
+def paired_difference(results: list[StepResult], a: str, b: str, field: str,
+                      confidence: float = 0.95) -> tuple[float, float]:
+    """Mean over the steps of line ``a``'s ``field`` minus line ``b``'s, and the half-width
+    of its two-sided Student-t confidence interval. Paired by step: both lines saw the same
+    windows, so the step-to-step swing of the windows cancels. Half-width ``inf`` with
+    fewer than two steps in common (no evidence either way).
+    """
+    by = {(r.step, r.strategy): getattr(r, field) for r in results if r.step > 0}
+    d = np.array([value - by[(step, b)] for (step, name), value in by.items() if name == a and (step, b) in by])
+    if len(d) < 2:
+        return (float(d.mean()) if len(d) else float("nan")), float("inf")
+    half = stats.t.ppf((1 + confidence) / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean()), float(half)
+
+
+def clearly_above(results: list[StepResult], rival: str, line: str, confidence: float = 0.95) -> bool:
+    """Whether ``rival`` is better than ``line`` beyond the noise in agreement or in ACC
+    (:func:`paired_difference` over the steps): the mean difference exceeds the interval's
+    half-width. Not clearly above in either: ``line`` matches or beats it within the noise."""
+    for field in ("agreement", "acc"):
+        mean, half = paired_difference(results, rival, line, field, confidence)
+        if mean > half:
+            return True
+    return False
 
 
 @dataclass(frozen=True)
