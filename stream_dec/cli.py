@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     loop = commands.add_parser("update-loop", help="run the updater (one active per model, elected through Redis)",
                                description="Cycle the Redis reservoir and publish new model versions to the "
                                            "versions topic: a cold-start training, then the [update] strategy "
-                                           "behind the promotion gate. A second updater waits for the lease.")
+                                           "behind the promotion gate. A second updater waits for the lease. "
+                                           "Prometheus metrics on [metrics] port when it is not 0.")
     loop.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/updater.toml)")
     loop.set_defaults(handler=run_update_loop)
 
