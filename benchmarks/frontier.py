@@ -11,7 +11,8 @@ the steps) and the targets of the stability issue:
 - a line with agreement >= 0.98 at every step that closes >= 50% of the
   frozen -> retrain ACC gap, at <= 10% of retrain's time;
 - the chosen strategy's curve above translate's and refit's: every translate/refit
-  point is dominated (agreement and gain no better) by some point of its curve; and the
+  point is dominated (agreement and gain no better) by some point of its curve (for
+  translate, recentre and refit the curve starts at frozen: ratio 0, anchor -> inf); and the
   same within the noise: the translate/refit points that are clearly above every point
   of the curve (``clearly_above``: better in agreement or ACC beyond a paired 95%
   t-interval over the steps; with --seeds, over all of them).
@@ -30,6 +31,7 @@ plot, every line's result at every step). Run from the repository root::
     python benchmarks/frontier.py --datasets wordnet
     python benchmarks/frontier.py --datasets mnist --config config/mnist.toml --pretrain-epochs 50
     python benchmarks/frontier.py --datasets wordnet --seeds 0 1 2
+    python benchmarks/frontier.py --datasets wordnet --seeds 0 1 2 --from-json  # verdicts again, no training
 
 (figures in README; CPU, 2 cores: about 3-5 min for wordnet, 9-15 min for mnist, by host).
 ``--seeds`` runs the scenario once per seed (each seed draws other class roles and
@@ -47,11 +49,26 @@ from pathlib import Path
 from continual import experiment_config, experiment_parser  # benchmarks/ is the script's directory
 from dec_quality import load
 from stream_dec.continual import GROW_RANDOM
-from stream_dec.continual.evaluate import (RETRAIN_CELLS_ORACLE, ceiling_point, ceilings, clearly_above, evaluate,
-                                           frontier, frontier_table, gap_closed, sweep_lines)
+from stream_dec.continual.evaluate import (RETRAIN_CELLS_ORACLE, StepResult, ceiling_point, ceilings, clearly_above,
+                                           evaluate, frontier, frontier_table, gap_closed, sweep_lines)
 from stream_dec.continual.plots import plot_frontier
 
 RESULTS = Path(__file__).resolve().parent / "results"
+STEP_FIELDS = ("step", "strategy", "acc", "acc_many", "nmi", "agreement", "agreement_heldout", "relative_drift_max",
+               "seconds", "accepted", "clusters")
+"""What the .json keeps of each step result (enough to redo every verdict)."""
+STAND_STILL = ("translate", "recentre", "refit")
+"""Strategies that are exactly ``frozen`` at one end of their knob (ratio 0; refit's anchor -> inf pins
+every parameter): frozen is a point of their curves. Not ewc (lam -> inf leaves parameters with zero
+Fisher free), anchored (distillation holds the retained samples only) or grow (budget 0 may still open
+ids where no retained sample is)."""
+
+
+def load_steps(path: Path) -> list[StepResult]:
+    """The step results an earlier run saved (their ``STEP_FIELDS``; the other fields blank)."""
+    blank = {"scenario": "shift", "ari": 0.0, "acc_step0": 0.0, "drift_mean": 0.0, "drift_max": 0.0,
+             "relative_drift_mean": 0.0, "violations": (), "drift_per_cluster": ()}
+    return [StepResult(**{**blank, **row}) for row in json.loads(path.read_text())]
 
 
 def targets(results, points, strategy: str) -> list[str]:
@@ -71,6 +88,8 @@ def targets(results, points, strategy: str) -> list[str]:
                      f"({'ok' if best.seconds <= 0.1 * retrain.seconds else 'MISSED'})")
     else:
         lines.append(f"{strategy}: no line keeps agreement >= 0.98 at every step (MISSED)")
+    if strategy in STAND_STILL:  # the curve's stiff end, for the dominance checks
+        mine = mine + [p for p in points if p.label == "frozen"]
     for rival in ("translate", "refit"):
         theirs = [p for p in points if p.label.startswith(rival + " ")]
         beaten = [p for p in theirs if any(m.agreement >= p.agreement and m.acc_gain >= p.acc_gain for m in mine)]
@@ -78,8 +97,8 @@ def targets(results, points, strategy: str) -> list[str]:
                      f"({'ok' if len(beaten) == len(theirs) else 'MISSED'})")
         above = [p.label for p in theirs if all(clearly_above(results, p.label, m.label) for m in mine)]
         lines.append(f"{strategy} matches or beats {len(theirs) - len(above)}/{len(theirs)} {rival} points within "
-                     f"the noise (paired 95% t-interval over the steps, agreement and ACC); clearly above every "
-                     f"{strategy} point: {above or 'none'}")
+                     f"the noise (paired 95% t-interval over the steps, agreement and ACC); clearly above all of "
+                     f"{strategy}'s curve: {above or 'none'}")
     return lines
 
 
@@ -117,6 +136,9 @@ def seed_table(per_seed: dict[int, list]) -> str:
 def main() -> None:
     parser = experiment_parser(__doc__)
     parser.add_argument("--strategies", default="translate,recentre,refit,ewc,anchored,grow")
+    parser.add_argument("--from-json", action="store_true",
+                        help="redo the table, verdicts and plot from the .json step results of an earlier run with the "
+                             "same data set and seeds, without training")
     parser.add_argument("--seeds", type=int, nargs="+",
                         help="run the scenario once per seed and pool the steps (seed i's steps follow seed i-1's; "
                              "the table and verdicts cover them all, a second table shows each seed); default: --seed")
@@ -126,13 +148,19 @@ def main() -> None:
     seeds = args.seeds or [args.seed]
     for dataset in args.datasets:
         X, y = load(dataset, None)
+        several = len(seeds) > 1
+        name = f"frontier-{dataset}" + (f"-seeds{'-'.join(map(str, seeds))}" if several else "")
+        saved = load_steps(RESULTS / f"{name}.json") if args.from_json else None
         results, per_step, per_seed = [], {}, {}
         for i, seed in enumerate(seeds):
-            run = evaluate(X, y, strategies=sweep_lines(strategies, config), config=config, scenario="shift",
-                           window=args.window, steps=args.steps, seed=seed)
+            offset = i * args.steps
+            if saved is None:
+                run = evaluate(X, y, strategies=sweep_lines(strategies, config), config=config, scenario="shift",
+                               window=args.window, steps=args.steps, seed=seed)
+            else:
+                run = [replace(r, step=r.step - offset) for r in saved if offset < r.step <= offset + args.steps]
             ceiling = ceilings(run, y, scenario="shift", window=args.window, steps=args.steps, seed=seed,
                                min_agreement=config.update.min_agreement)
-            offset = i * args.steps
             results += [replace(r, step=r.step + offset) for r in run if r.step > 0]
             per_step.update({step + offset: value for step, value in ceiling.items()})
             per_seed[seed] = frontier(run) + [ceiling_point(ceiling, config.update.min_agreement)]
@@ -151,7 +179,6 @@ def main() -> None:
             f"per step at agreement {[f'{r.agreement:.4f}' for r in oracle]} (held out "
             f"{[f'{r.agreement_heldout:.4f}' for r in oracle]})")
         verdicts += control_verdicts(points)
-        several = len(seeds) > 1
         scope = f"{args.steps} steps"
         if several:
             scope = (f"seeds {', '.join(map(str, seeds))}, {args.steps} steps each, pooled (steps "
@@ -163,9 +190,8 @@ def main() -> None:
             report += f"\n### Each seed on its own (means over its steps)\n\n{seed_table(per_seed)}\n"
         print("\n" + report)
         RESULTS.mkdir(exist_ok=True)
-        name = f"frontier-{dataset}" + (f"-seeds{'-'.join(map(str, seeds))}" if several else "")
         (RESULTS / f"{name}.md").write_text(report)
-        (RESULTS / f"{name}.json").write_text(json.dumps([r.as_dict() for r in results]))
+        (RESULTS / f"{name}.json").write_text(json.dumps([{k: getattr(r, k) for k in STEP_FIELDS} for r in results]))
         runs = f"seeds {','.join(map(str, seeds))} x " if several else ""
         plot_frontier(points, RESULTS / f"{name}.png", f"{dataset}, shift: {runs}{args.steps} steps of window "
                       f"{args.window}", config.update.min_agreement)
