@@ -12,7 +12,7 @@ drift, update seconds and how long the labeler took to switch.
 
 Run from the repository root::
 
-    python benchmarks/system_drift.py [--window 4000] [--steps 3] [--strategy ewc]
+    python benchmarks/system_drift.py [--window 4000] [--steps 3] [--config FILE] [--strategy NAME]
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+from pathlib import Path
 
-from stream_dec.config import Config
+from stream_dec.config import load_config
 from stream_dec.demo import DriftRun, isolated, markdown
 from stream_dec.local import LocalServices
 
@@ -32,15 +33,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", type=int, default=4000)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--strategy", default="ewc")
+    parser.add_argument("--config", type=Path, help="TOML config (default: the defaults)")
+    parser.add_argument("--strategy", help="[update] strategy (default: the config's)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     X, y = load("wordnet", None)
-    base = Config()
+    base = load_config(args.config)
+    strategy = args.strategy or base.update.strategy
     config = dataclasses.replace(
         base, train=dataclasses.replace(base.train, device="cpu"),
-        update=dataclasses.replace(base.update, strategy=args.strategy),
+        update=dataclasses.replace(base.update, strategy=strategy),
         labeler=dataclasses.replace(base.labeler, device="cpu", log_interval_s=3600.0),
         updater=dataclasses.replace(base.updater, poll_s=0.2),  # default 15 s lease, renewed while training
     )
@@ -48,7 +51,9 @@ def main() -> None:
         run = DriftRun(isolated(config, services.bootstrap, services.redis_url), X, y,
                        window=args.window, steps=args.steps, seed=args.seed)
         rows = run.run()
-    print(f"shift scenario, window {args.window}, {args.steps} steps, strategy {args.strategy}: "
+    settings = getattr(config.update, strategy, None)
+    print(f"shift scenario, window {args.window}, {args.steps} steps, strategy {strategy}"
+          f"{f' ({settings})' if settings else ''}: "
           f"{run.produced} inputs, {sum(r.labels for r in rows)} labels, {len(rows)} versions")
     print(markdown(rows))
     for reason in run.rejections:
