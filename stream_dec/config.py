@@ -488,7 +488,9 @@ class UpdaterConfig:
     max_loss_increase
         Promotion gate: the DEC loss on the window may exceed the current version's
         by at most this fraction (absorbs float noise when an update barely moves).
-        Not applied when an update changes K (``grow``): the losses are not comparable.
+        Applied only to updates that change the encoder (fine-tunes); one that only
+        moves or adds centres (``translate``, ``recentre``, ``grow``) is judged by its
+        limits and held-out agreement.
     lease_ttl_ms
         Lifetime of the leader lease; the holder renews it every third of that.
     poll_s

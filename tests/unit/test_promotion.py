@@ -7,7 +7,7 @@ import numpy as np
 from stream_dec.config import Config, GrowConfig
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.model import DEC, ModelVersion
-from stream_dec.stream.updater import Verdict, promotion_gate
+from stream_dec.stream.updater import Verdict, encoder_changed, promotion_gate
 from tests.conftest import two_centre_model
 
 
@@ -24,7 +24,7 @@ def test_old_samples_the_update_never_saw_can_stop_it():
     current = ModelVersion.from_model(model, version=1)
     update = apply_strategy(make_strategy("grow", config), current, window, limits_of(config))
     assert update.report.accepted and update.report.agreement == 1.0
-    assert update.report.loss > update.report.previous_loss * 1.01  # not comparable: K grew, so no loss gate
+    assert update.report.loss > update.report.previous_loss * 1.01  # no loss gate: the encoder is unchanged
     far = rng.normal([[0, 0]] * 40, 0.3).astype(np.float32)  # old samples the new id leaves alone
     near = rng.normal([[0, 7]] * 10, 0.3).astype(np.float32)  # old samples, id 0 before, nearer the new centre
     assert promotion_gate(update, far, config) == Verdict({}, 1.0)
@@ -34,18 +34,23 @@ def test_old_samples_the_update_never_saw_can_stop_it():
     assert verdict.reasons.startswith("agreement 0.8000 on 50 held-out old samples < min_agreement")
 
 
-def test_the_loss_gate_holds_while_k_is_unchanged():
-    model = DEC((2, 2), n_clusters=2)
-    current = ModelVersion.from_model(model, version=1)
+def with_losses(update, previous: float, loss: float):
+    return dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=previous, loss=loss))
+
+
+def test_the_loss_gate_judges_updates_that_change_the_encoder():
+    """A fine-tune (refit) changes the encoder: its DEC loss may not rise beyond
+    max_loss_increase. translate only moves centres: a loss that rose as much does not stop it."""
+    current = ModelVersion.from_model(DEC((2, 2), n_clusters=2), version=1)
     X = np.random.default_rng(1).normal(size=(40, 2)).astype(np.float32)
-    update = apply_strategy(make_strategy("frozen", Config()), current, Window.of(X, np.arange(40) < 20),
-                            limits_of(Config()))
-    assert promotion_gate(update, X, Config()).passed  # frozen: same labels, same loss
-    worse = dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=0.05, loss=0.0506))
-    assert promotion_gate(worse, X, Config()).failed == {
+    window = Window.of(X, np.arange(40) < 20)
+    refit = apply_strategy(make_strategy("refit", Config()), current, window, limits_of(Config()))
+    moved = apply_strategy(make_strategy("translate", Config()), current, window, limits_of(Config()))
+    assert encoder_changed(refit) and not encoder_changed(moved)
+    assert promotion_gate(with_losses(refit, 0.05, 0.0506), X, Config()).failed == {
         "loss": "DEC loss 0.050600 worse than the current version's 0.050000"}
-    within = dataclasses.replace(update, report=dataclasses.replace(update.report, previous_loss=0.05, loss=0.05004))
-    assert promotion_gate(within, X, Config()).passed  # max_loss_increase 0.001 absorbs float noise
+    assert "loss" not in promotion_gate(with_losses(refit, 0.05, 0.05004), X, Config()).failed  # float noise
+    assert "loss" not in promotion_gate(with_losses(moved, 0.05, 0.0506), X, Config()).failed
 
 
 def test_the_update_limits_are_one_check_of_the_gate():
