@@ -42,7 +42,7 @@ def test_demo_replays_updates_and_stops_everything(tmp_path):
     gate = [line for line in result.stderr.splitlines() if "gate" in line]
     assert summary["versions"] >= 2, gate  # cold start + one update published
     assert (tmp_path / "versions.png").read_bytes()[:4] == b"\x89PNG"
-    assert "| 2 | ewc |" in (tmp_path / "summary.md").read_text()
+    assert "| 2 | translate |" in (tmp_path / "summary.md").read_text()
     assert not any(listening(port) for port in started_ports(result.stderr))
 
 
