@@ -32,8 +32,10 @@ def listening(port: int) -> bool:
 
 
 def test_demo_replays_updates_and_stops_everything(tmp_path):
-    # a 600-sample window makes agreement noisy (0.98 +- 0.01): this test is about the mechanics, not the gate
-    env = {**os.environ, "STREAM_DEC_UPDATE__MIN_AGREEMENT": "0.9", "STREAM_DEC_UPDATER__MAX_LOSS_INCREASE": "1.0"}
+    # a 600-sample window makes agreement noisy (0.98 +- 0.01) and translate's KMeans targets too (relative drift
+    # 0.116 at ratio 0.05 in one run): this test is about the mechanics, not the gate
+    env = {**os.environ, "STREAM_DEC_UPDATE__MIN_AGREEMENT": "0.9", "STREAM_DEC_UPDATE__MAX_DRIFT": "1.0",
+           "STREAM_DEC_UPDATER__MAX_LOSS_INCREASE": "1.0"}
     result = subprocess.run([sys.executable, "-m", "stream_dec", "demo", "--window", "600", "--steps", "1",
                              "--out", str(tmp_path)], capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
