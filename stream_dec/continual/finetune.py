@@ -21,7 +21,9 @@ from stream_dec.model import DEC, ModelVersion, resolve_device
 from stream_dec.model.assignment import clustering_loss
 from stream_dec.model.training import self_train
 
-ANCHORED_PREFIXES = ("autoencoder.encoder.", "centres")
+ENCODER_PREFIX = "autoencoder.encoder."
+"""State-dict prefix of the encoder's weights."""
+ANCHORED_PREFIXES = (ENCODER_PREFIX, "centres")
 """Parameters a fine-tune changes and anchors: the encoder and the centres."""
 
 

@@ -46,7 +46,6 @@ class LabelerMetrics:
                                ["operation"], registry=r)
 
 
-
 class UpdaterMetrics:
     """Counters and gauges of one updater (names prefixed ``stream_dec_``).
 
@@ -65,8 +64,9 @@ class UpdaterMetrics:
                                "current version, on retained or on held-out old samples", ["samples"], registry=r)
         self.drift = Gauge("stream_dec_update_relative_drift", "Largest centre move of the last candidate, in "
                            "median gaps between neighbouring centres", registry=r)
-        self.seconds = Histogram("stream_dec_update_seconds", "Training time of a candidate (strategy or cold "
-                                 "start)", buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=r)
+        self.seconds = Histogram("stream_dec_update_seconds", "Time to build and judge a candidate (cold start, "
+                                 "or strategy and promotion gate)",
+                                 buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=r)
         self.version = Gauge("stream_dec_model_version", "Current version (published or caught up)", registry=r)
         self.clusters = Gauge("stream_dec_model_clusters", "Cluster ids of the current version", registry=r)
         self.leader = Gauge("stream_dec_updater_leader", "1 while this updater holds the lease", registry=r)

@@ -36,6 +36,7 @@ from confluent_kafka import KafkaException, Producer
 
 from stream_dec.config import Config
 from stream_dec.continual import Update, Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual.finetune import ENCODER_PREFIX
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.model.metrics import label_agreement
 from stream_dec.stream.kafka import Backoff
@@ -45,8 +46,6 @@ from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.versions import VersionFollower, publish
 
 log = logging.getLogger("stream_dec.updater")
-ENCODER = "autoencoder.encoder."
-"""State-dict prefix of the encoder's weights."""
 
 
 class Updater:
@@ -256,4 +255,4 @@ def encoder_changed(update: Update) -> bool:
     """Whether the proposal's encoder differs from the current version's in any weight."""
     old, new = update.current.tensors, update.proposal.model.state_dict()
     return any(not torch.equal(old[name], weight.detach().cpu()) for name, weight in new.items()
-               if name.startswith(ENCODER))
+               if name.startswith(ENCODER_PREFIX))
