@@ -23,7 +23,7 @@ from stream_dec import __version__
 from stream_dec.config import STRATEGIES, load_config
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.scenarios import SCENARIOS
-from stream_dec.errors import ConfigError, DataError, StreamDecError
+from stream_dec.errors import CheckpointError, ConfigError, DataError, StreamDecError
 from stream_dec.io import Dataset, load_dataset
 from stream_dec.model import ModelVersion, fit_dec, resolve_device
 from stream_dec.model.metrics import clustering_scores
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clusters", type=int, metavar="K",
                        help="number of clusters (default: distinct labels in the file, else model.clusters)")
     train.add_argument("--seed", type=int, help="random seed (default: train.seed from the config)")
+    train.add_argument("--overwrite", action="store_true", help="replace MODEL_DIR if it holds anything")
     train.set_defaults(handler=run_train)
 
     predict = commands.add_parser("predict", help="label an embedding file with a trained model",
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument("--config", type=Path, help="TOML config ([update] section)")
     update.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     update.add_argument("--force", action="store_true", help="write the new version even if it fails the limits")
+    update.add_argument("--overwrite", action="store_true", help="replace NEW_MODEL_DIR if it holds anything")
     update.set_defaults(handler=run_update)
 
     evaluate = commands.add_parser("evaluate", help="run the continual-update experiment",
@@ -154,6 +156,7 @@ def _strategy_list(text: str) -> list[str]:
 
 def run_train(args: argparse.Namespace) -> dict:
     config = load_config(args.config)
+    _check_out(args.out, args.overwrite)
     data = load_dataset(args.data)
     if args.seed is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=args.seed))
@@ -164,7 +167,7 @@ def run_train(args: argparse.Namespace) -> dict:
     metrics = {"pretrain_loss": report.pretrain_loss, "loss": report.self_train.loss,
                "label_change": report.self_train.label_change}
     metrics |= _scores(model, data)
-    ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics).save(args.out)
+    ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics).save(args.out, args.overwrite)
     return {"model": str(args.out), "version": 1, "clusters": clusters, "dims": list(model.dims),
             "epochs": round(report.self_train.epochs, 2), "converged": report.self_train.converged,
             "seconds": round(sum(report.seconds.values()), 2), **metrics}
@@ -186,6 +189,7 @@ def run_predict(args: argparse.Namespace) -> dict:
 
 def run_update(args: argparse.Namespace) -> dict:
     config = load_config(args.config)
+    _check_out(args.out, args.overwrite)
     current = ModelVersion.load(args.model)
     data = load_dataset(args.data)
     _check_width(current, data)
@@ -193,7 +197,7 @@ def run_update(args: argparse.Namespace) -> dict:
     update = apply_strategy(strategy, current, Window.of(data.X, data.retained), limits_of(config))
     written = update.report.accepted or args.force
     if written:
-        update.to_version().save(args.out)
+        update.to_version().save(args.out, args.overwrite)
     result = {"out": str(args.out) if written else None, "version": current.header.version + 1,
               "parent": current.header.version, **update.report.as_dict()}
     if not written:
@@ -285,21 +289,22 @@ def run_serve(args: argparse.Namespace) -> None:
     import torch
     from confluent_kafka import Consumer, KafkaException, Producer
 
-    from stream_dec.config import kafka_settings
     from stream_dec.logs import configure_logging
     from stream_dec.model.predictor import Predictor
     from stream_dec.stream import reservoir as reservoirs
-    from stream_dec.stream.kafka import consumer_settings, producer_settings
-    from stream_dec.stream.labeler import Labeler
-    from stream_dec.stream.observability import serve
+    from stream_dec.stream.kafka import client_settings, consumer_settings, producer_settings
+    from stream_dec.stream.labeler import Labeler, commit_callback
+    from stream_dec.stream.observability import LabelerMetrics, serve
     from stream_dec.stream.versions import VersionFollower
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
     torch.set_num_threads(config.labeler.threads)
-    follower = VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name)
+    metrics = LabelerMetrics()
+    follower = VersionFollower(client_settings(config, "consumer"), config.topics.versions, config.model.name,
+                               on_error=metrics.version_errors.inc)
     try:
-        version = follower.latest()
+        version = follower.latest(timeout=config.labeler.startup_timeout_s)
     except KafkaException as exc:
         raise StreamDecError(f"cannot read the versions topic '{config.topics.versions}' at "
                              f"{config.kafka.get('bootstrap.servers')}: {exc.args[0]}") from None
@@ -316,8 +321,9 @@ def run_serve(args: argparse.Namespace) -> None:
                                          config.reservoir.capacity, config.reservoir.staging_capacity or None)
     transactional_id = f"{config.labeler.group_id}-{os.getpid()}" if config.labeler.delivery == "exactly-once" else None
     predictor = Predictor(version, config.labeler.device) if version else None
-    labeler = Labeler(config, predictor, Consumer(consumer_settings(config)),
-                      Producer(producer_settings(config, transactional_id)), follower=follower, reservoir=reservoir)
+    consumer = Consumer({**consumer_settings(config), "on_commit": commit_callback(metrics)})
+    labeler = Labeler(config, predictor, consumer, Producer(producer_settings(config, transactional_id)),
+                      metrics=metrics, follower=follower, reservoir=reservoir)
     if config.metrics.port:
         serve(labeler.metrics.registry, config.metrics.host, config.metrics.port)
     _stop_on_signals(labeler.stop)
@@ -328,12 +334,11 @@ def run_update_loop(args: argparse.Namespace) -> None:
     import redis
     from confluent_kafka import Producer
 
-    from stream_dec.config import kafka_settings
     from stream_dec.logs import configure_logging
     from stream_dec.stream import reservoir as reservoirs
-    from stream_dec.stream.kafka import VERSION_BYTES, producer_settings
+    from stream_dec.stream.kafka import VERSION_BYTES, client_settings, producer_settings
     from stream_dec.stream.lease import Lease
-    from stream_dec.stream.observability import serve
+    from stream_dec.stream.observability import UpdaterMetrics, serve
     from stream_dec.stream.updater import Updater
     from stream_dec.stream.versions import VersionFollower
 
@@ -347,10 +352,13 @@ def run_update_loop(args: argparse.Namespace) -> None:
     name = config.model.name
     reservoir = reservoirs.Reservoir(client, name, config.reservoir.capacity,
                                      config.reservoir.staging_capacity or None)
-    updater = Updater(config, reservoir, Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms),
-                      Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
-                      VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name),
-                      seed=config.train.seed)
+    metrics = UpdaterMetrics()
+    lease = Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms,
+                  on_renewal_error=metrics.lease_errors.inc)
+    follower = VersionFollower(client_settings(config, "consumer"), config.topics.versions, name,
+                               on_error=metrics.version_errors.inc)
+    updater = Updater(config, reservoir, lease, Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
+                      follower, seed=config.train.seed, metrics=metrics)
     if config.metrics.port:
         serve(updater.metrics.registry, config.metrics.host, config.metrics.port)
     _stop_on_signals(updater.stop)
@@ -362,6 +370,13 @@ def _stop_on_signals(stop) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, a model output folder that already holds something."""
+    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"{out}: exists and is not empty (a model there may be another version's parent); "
+                              f"choose another folder or pass --overwrite")
 
 
 def _check_width(version: ModelVersion, data: Dataset) -> None:

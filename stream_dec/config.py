@@ -388,6 +388,13 @@ class LabelerConfig:
         Wire format assumed when a message has no ``content-type`` header.
     max_message_bytes
         Larger input values are dead-lettered as ``oversize``.
+    max_key_bytes, max_header_bytes
+        Larger input keys, or headers (names and values together), are dead-lettered as
+        ``oversize-key`` and ``oversize-headers``: a label carries the key, so a huge key
+        would make a label the broker refuses.
+    max_id_bytes
+        Longest id (UTF-8 bytes, from the JSON ``id`` or the key); longer: ``bad-id``. At
+        most 65535 (the reservoir's id field).
     dead_letter_max_bytes
         A dead letter keeps at most this many bytes of the original value (the rest is
         still in the source topic at the offset its headers name).
@@ -403,6 +410,9 @@ class LabelerConfig:
         First and largest wait between retries of a failed produce or commit.
     log_interval_s
         Seconds between structured stats log lines.
+    startup_timeout_s
+        At start-up, how long to wait for the broker (reading the versions topic) before
+        exiting with an error.
     """
 
     group_id: str = "stream-dec-labelers"
@@ -413,6 +423,9 @@ class LabelerConfig:
     max_in_flight: int = 4
     content_type: Literal["application/json", "application/x-float32"] = "application/json"
     max_message_bytes: int = 1_048_576
+    max_key_bytes: int = 4096
+    max_header_bytes: int = 16_384
+    max_id_bytes: int = 4096
     dead_letter_max_bytes: int = 65_536
     delivery: Literal["at-least-once", "exactly-once"] = "at-least-once"
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -420,6 +433,7 @@ class LabelerConfig:
     retry_backoff_ms: int = 100
     retry_backoff_max_ms: int = 5_000
     log_interval_s: float = 10.0
+    startup_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         require(self.input_dim >= 0, "input_dim", ">= 0", self.input_dim)
@@ -427,12 +441,16 @@ class LabelerConfig:
         require(self.max_wait_ms >= 0, "max_wait_ms", ">= 0", self.max_wait_ms)
         require(self.max_in_flight >= 1, "max_in_flight", ">= 1", self.max_in_flight)
         require(self.max_message_bytes >= 1, "max_message_bytes", ">= 1", self.max_message_bytes)
+        require(self.max_key_bytes >= 0, "max_key_bytes", ">= 0", self.max_key_bytes)
+        require(self.max_header_bytes >= 0, "max_header_bytes", ">= 0", self.max_header_bytes)
+        require(0 <= self.max_id_bytes <= 65535, "max_id_bytes", "in [0, 65535]", self.max_id_bytes)
         require(self.dead_letter_max_bytes >= 0, "dead_letter_max_bytes", ">= 0", self.dead_letter_max_bytes)
         require(self.threads >= 1, "threads", ">= 1", self.threads)
         require(self.retry_backoff_ms >= 1, "retry_backoff_ms", ">= 1", self.retry_backoff_ms)
         require(self.retry_backoff_max_ms >= self.retry_backoff_ms, "retry_backoff_max_ms", ">= retry_backoff_ms",
                 self.retry_backoff_max_ms)
         require(self.log_interval_s > 0, "log_interval_s", "> 0", self.log_interval_s)
+        require(self.startup_timeout_s > 0, "startup_timeout_s", "> 0", self.startup_timeout_s)
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,16 @@ configured default applies when the header is absent):
 
 :func:`decode_batch` decodes a batch straight into one contiguous float32 array and
 returns, for every message it could not use, a :class:`Rejection` with a reason code
-(``empty``, ``oversize``, ``unknown-content-type``, ``bad-json``, ``missing-field``,
-``bad-embedding``, ``wrong-dimension``, ``wrong-byte-length``, ``non-finite``). Nothing
-is dropped: every input message is either a row of the array or a rejection.
+(``empty``, ``oversize``, ``oversize-key``, ``oversize-headers``, ``unknown-content-type``,
+``bad-json``, ``missing-field``, ``bad-embedding``, ``bad-id``, ``wrong-dimension``,
+``wrong-byte-length``, ``non-finite``). Nothing is dropped: every input message is either
+a row of the array or a rejection.
+
+Everything a producer controls is bounded (:class:`InputLimits`): the value, the key,
+the headers and the id, so that a label (key + id + a few fields) and a dead letter
+always fit the broker. An id is a JSON string or an integer (within 64 bits: larger
+ones lose digits in any JSON parser, so send them as strings), else the key read as
+UTF-8; every accepted id encodes to UTF-8 in at most ``max_id_bytes`` bytes.
 
 Output (labels topic): JSON ``{"id", "cluster", "confidence", "version", "source":
 {"topic", "partition", "offset"}}`` keyed by the input key (:func:`encode_label`).
@@ -20,7 +27,7 @@ Examples
 >>> import numpy as np
 >>> good = InputMessage("emb", 0, 7, b"a", np.ones(3, "<f4").tobytes(), FLOAT32)
 >>> bad = InputMessage("emb", 0, 8, b"b", b'{"id": "b", "embedding": [1, 2]}', JSON)
->>> batch = decode_batch([good, bad], dim=3, default_content_type=JSON, max_bytes=1024)
+>>> batch = decode_batch([good, bad], dim=3, default_content_type=JSON, limits=InputLimits())
 >>> batch.X.shape, batch.ids, [(r.offset, r.reason) for r in batch.rejected]
 ((1, 3), ['a'], [(8, 'wrong-dimension')])
 """
@@ -49,6 +56,24 @@ class InputMessage(NamedTuple):
     key: bytes | None
     value: bytes | None
     content_type: str | None
+    header_bytes: int = 0  # names + values of all its headers
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Largest parts of an input message that :func:`decode_batch` accepts, in bytes.
+
+    value_bytes, key_bytes, header_bytes
+        The value, the key, and all headers together (names and values); larger ones
+        are rejected as ``oversize``, ``oversize-key``, ``oversize-headers``.
+    id_bytes
+        The id, UTF-8 encoded (from the JSON ``id`` or the key); larger: ``bad-id``.
+    """
+
+    value_bytes: int = 1_048_576
+    key_bytes: int = 4096
+    header_bytes: int = 16_384
+    id_bytes: int = 4096
 
 
 @dataclass(frozen=True)
@@ -80,7 +105,8 @@ class _Reject(Exception):
         self.reason, self.detail = reason, detail
 
 
-def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type: str, max_bytes: int) -> DecodedBatch:
+def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type: str,
+                 limits: InputLimits) -> DecodedBatch:
     """Decode ``messages`` into an (n_good, dim) float32 array plus rejections."""
     X = np.empty((len(messages), dim), dtype=np.float32)
     rows, ids, rejected = [], [], []
@@ -88,7 +114,8 @@ def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type
     with np.errstate(over="ignore"):  # a JSON number beyond float32's range becomes Inf: rejected below
         for index, message in enumerate(messages):
             try:
-                ids.append(_decode_into(X[len(rows)], message, dim, default_content_type, max_bytes, parser))
+                identifier = _decode_into(X[len(rows)], message, dim, default_content_type, limits, parser)
+                ids.append(_checked_id(identifier, limits.id_bytes))
                 rows.append(index)
             except _Reject as exc:
                 rejected.append(Rejection(message, exc.reason, exc.detail))
@@ -102,14 +129,19 @@ def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type
     return DecodedBatch(np.ascontiguousarray(X), np.asarray(rows, dtype=np.int64), ids, rejected)
 
 
-def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, max_bytes: int,
+def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, limits: InputLimits,
                  parser: simdjson.Parser) -> str:
     """Write the message's vector into ``out``; return its id or raise ``_Reject``."""
     value = message.value
     if not value:
         raise _Reject("empty", "message has no value")
-    if len(value) > max_bytes:
-        raise _Reject("oversize", f"value is {len(value)} bytes, the limit is {max_bytes}")
+    if len(value) > limits.value_bytes:
+        raise _Reject("oversize", f"value is {len(value)} bytes, the limit is {limits.value_bytes}")
+    if message.key is not None and len(message.key) > limits.key_bytes:
+        raise _Reject("oversize-key", f"key is {len(message.key)} bytes, the limit is {limits.key_bytes}")
+    if message.header_bytes > limits.header_bytes:
+        raise _Reject("oversize-headers", f"headers are {message.header_bytes} bytes, the limit is "
+                                          f"{limits.header_bytes}")
     content_type = message.content_type or default_content_type
     if content_type == FLOAT32:
         if len(value) != 4 * dim:
@@ -118,7 +150,8 @@ def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_conte
         return _key_text(message.key)
     if content_type == JSON:
         return _decode_json(out, value, message.key, dim, parser)
-    raise _Reject("unknown-content-type", f"content-type {content_type!r} is not one of {', '.join(CONTENT_TYPES)}")
+    raise _Reject("unknown-content-type",
+                  f"content-type {content_type[:100]!r} is not one of {', '.join(CONTENT_TYPES)}")
 
 
 def _decode_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int, parser: simdjson.Parser) -> str:
@@ -132,12 +165,12 @@ def _decode_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int, par
     if value.find(b"[") == value.rfind(b"["):  # at most one "[": no nested or second array (memchr: 5x count's speed)
         identifier = _fast_json(out, value, dim, parser)
         if identifier is not _SLOW:
-            return str(identifier) if identifier is not None else _key_text(key)
+            return _id_text(identifier, key)
     return _exact_json(out, value, key, dim)
 
 
 _SLOW = object()
-_SCALARS = (str, int, float, bool, type(None))
+_ID_TYPES = {str, int, type(None)}  # exact types: bool is an int subclass, and no id
 
 
 def _fast_json(out: np.ndarray, value: bytes, dim: int, parser: simdjson.Parser):
@@ -148,7 +181,7 @@ def _fast_json(out: np.ndarray, value: bytes, dim: int, parser: simdjson.Parser)
         embedding = document["embedding"]
         numbers = np.frombuffer(embedding.as_buffer(of_type="d"), dtype=np.float64)
         identifier = document.get("id")
-        if len(numbers) != dim or not isinstance(identifier, _SCALARS) or len(set(document.keys())) != len(document):
+        if len(numbers) != dim or type(identifier) not in _ID_TYPES or len(set(document.keys())) != len(document):
             return _SLOW
         out[:] = numbers
         return identifier
@@ -173,13 +206,42 @@ def _exact_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int) -> s
         raise _Reject("wrong-dimension", f"embedding has {len(embedding)} values, expected {dim}")
     if not set(map(type, embedding)) <= _NUMBER_TYPES:  # no str, bool, null or nested list
         raise _Reject("bad-embedding", "'embedding' holds a non-number")
-    out[:] = embedding
     identifier = document.get("id")
-    return str(identifier) if identifier is not None else _key_text(key)
+    if type(identifier) not in _ID_TYPES:
+        raise _Reject("bad-id", f"'id' must be a string or an integer within 64 bits, got {_kind(identifier)}")
+    out[:] = embedding
+    return _id_text(identifier, key)
+
+
+def _kind(value) -> str:
+    """A short description of a JSON value for an error message (never the value itself: it may be huge)."""
+    if isinstance(value, float):
+        return "a number that is not a 64-bit integer"
+    return {bool: "a boolean", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _id_text(identifier: str | int | None, key: bytes | None) -> str:
+    """The id as text: the JSON id, else the key read as UTF-8 (bad bytes become U+FFFD)."""
+    if identifier is not None:
+        return identifier if type(identifier) is str else str(identifier)
+    return _key_text(key)
 
 
 def _key_text(key: bytes | None) -> str:
     return "" if key is None else key.decode("utf-8", errors="replace")
+
+
+def _checked_id(identifier: str, max_bytes: int) -> str:
+    """``identifier`` if it encodes to UTF-8 within ``max_bytes`` (a lone surrogate does not); else ``_Reject``."""
+    if identifier.isascii() and len(identifier) <= max_bytes:  # the usual id: no encoding needed
+        return identifier
+    try:
+        size = len(identifier.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise _Reject("bad-id", "id is not valid Unicode (a lone surrogate)") from None
+    if size > max_bytes:
+        raise _Reject("bad-id", f"id is {size} bytes in UTF-8, the limit is {max_bytes}")
+    return identifier
 
 
 def encode_label(identifier: str, cluster: int, confidence: float, version: int,

@@ -26,6 +26,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -155,13 +158,27 @@ class ModelVersion:
         _check_shapes(header, tensors, source)
         return cls(header, tensors)
 
-    def save(self, directory: str | Path) -> None:
-        """Write ``model.json`` and ``model.safetensors`` into ``directory``."""
+    def save(self, directory: str | Path, overwrite: bool = False) -> None:
+        """Write ``model.json`` and ``model.safetensors`` as the folder ``directory``, atomically.
+
+        Both files are written to a temporary folder beside it, which is then renamed to
+        ``directory``: a reader never sees half a model. A ``directory`` that exists and
+        is not empty is replaced only with ``overwrite`` (a version's children name it as
+        their parent); otherwise :class:`CheckpointError`.
+        """
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        header_json, payload = self.to_bytes()
-        (directory / TENSORS_FILE).write_bytes(payload)
-        (directory / HEADER_FILE).write_bytes(header_json)
+        if directory.exists() and not overwrite and (not directory.is_dir() or any(directory.iterdir())):
+            raise CheckpointError(f"{directory}: exists and is not empty; refusing to replace it")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            header_json, payload = self.to_bytes()
+            (staging / TENSORS_FILE).write_bytes(payload)
+            (staging / HEADER_FILE).write_bytes(header_json)
+            staging.chmod(0o755)
+            _replace(staging, directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def load(cls, directory: str | Path) -> ModelVersion:
@@ -190,6 +207,20 @@ class ModelVersion:
         state = {k: v for k, v in self.tensors.items() if k not in self.auxiliary_tensors}
         model.load_state_dict(state)
         return model.to(device).eval()
+
+
+def _replace(new: Path, target: Path) -> None:
+    """Rename folder ``new`` to ``target``; a non-empty ``target`` is moved aside first, then removed."""
+    try:
+        os.replace(new, target)  # atomic when target is absent or an empty folder
+        return
+    except OSError:
+        if not target.exists():
+            raise
+    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    os.replace(target, aside / target.name)
+    os.replace(new, target)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _check_shapes(header: VersionHeader, tensors: dict[str, torch.Tensor], source: str) -> None:

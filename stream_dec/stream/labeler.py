@@ -24,7 +24,14 @@ A rebalance (whose callbacks run inside ``consume``) first waits for every batch
 flight and commits it, so the revoked partitions' work is committed before they move;
 stopping does the same. A crash before a batch is committed repeats its labels (at most
 ``max_in_flight`` batches) on restart but never skips an input; consumers dedupe by the
-``(topic, partition, offset)`` every label carries.
+``(topic, partition, offset)`` every label carries. Each input is offered to the
+reservoir once: not again when a cold start seeks back, nor for a retried transaction.
+
+A label or dead letter too large for the broker becomes a smaller dead letter
+(:func:`smaller_record`); a permanent produce error
+(:class:`~stream_dec.stream.kafka.DeliveryFailed`: authorisation, a missing topic)
+stops the labeler at once with that error, committing nothing past the last delivered
+batch, so a fixed deployment resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -33,16 +40,18 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+import orjson
 import redis
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from stream_dec.config import Config
-from stream_dec.io.wire import InputMessage, Rejection, decode_batch, encode_label
+from stream_dec.config import Config, LabelerConfig
+from stream_dec.io.wire import InputLimits, InputMessage, Rejection, decode_batch, encode_label
 from stream_dec.model.predictor import Predictor
-from stream_dec.stream.kafka import Backoff, Delivery, Record, Ticket
+from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.versions import VersionFollower
@@ -52,33 +61,91 @@ SLOW_BROKER_S = 1.0
 """A commit or an acknowledgement that takes longer than this is logged (the broker is slow, down or paused)."""
 
 
+DETAIL_BYTES = 1024
+"""Longest ``error-detail`` or ``content-type`` header of a dead letter (both may quote producer input)."""
+
+
+def input_limits(settings: LabelerConfig) -> InputLimits:
+    """``[labeler]``'s limits on what a producer controls."""
+    return InputLimits(value_bytes=settings.max_message_bytes, key_bytes=settings.max_key_bytes,
+                       header_bytes=settings.max_header_bytes, id_bytes=settings.max_id_bytes)
+
+
 def input_message(message: Message) -> InputMessage:
-    """The parts of a consumed message the decoder needs (content-type from its headers)."""
-    content_type = None
+    """The parts of a consumed message the decoder needs (content-type and size of its headers)."""
+    content_type, header_bytes = None, 0
     for name, value in message.headers() or ():
+        header_bytes += len(name) + len(value or b"")
         if name.lower() == "content-type":
             content_type = (value or b"").decode("utf-8", errors="replace")
     return InputMessage(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                        content_type)
+                        content_type, header_bytes)
 
 
-def dead_letter(rejection: Rejection, topic: str, max_bytes: int) -> Record:
-    """The dead-letter record: original key and bytes (truncated past ``max_bytes``), headers naming the error."""
+def dead_letter(rejection: Rejection, topic: str, max_bytes: int, max_key_bytes: int = 4096) -> Record:
+    """The dead-letter record: original key and bytes, headers naming the error.
+
+    The value is cut past ``max_bytes`` and the key past ``max_key_bytes`` (headers
+    ``truncated-from-bytes`` and ``key-truncated-from-bytes`` give the original sizes);
+    the full message stays in the source topic at the offset the headers name.
+    """
     message = rejection.message
-    value = message.value or b""
+    value, key = message.value or b"", message.key
     headers = [
         ("error", rejection.reason.encode()),
-        ("error-detail", rejection.detail.encode("utf-8", errors="replace")),
-        ("source-topic", message.topic.encode()),
-        ("source-partition", str(message.partition).encode()),
-        ("source-offset", str(message.offset).encode()),
+        ("error-detail", rejection.detail.encode("utf-8", errors="replace")[:DETAIL_BYTES]),
+        *source_headers(message.topic, message.partition, message.offset),
     ]
     if message.content_type is not None:
-        headers.append(("content-type", message.content_type.encode("utf-8", errors="replace")))
+        headers.append(("content-type", message.content_type.encode("utf-8", errors="replace")[:DETAIL_BYTES]))
     if len(value) > max_bytes:
         headers.append(("truncated-from-bytes", str(len(value)).encode()))
         value = value[:max_bytes]
-    return Record(topic, message.key, value, headers)
+    if key is not None and len(key) > max_key_bytes:
+        headers.append(("key-truncated-from-bytes", str(len(key)).encode()))
+        key = key[:max_key_bytes]
+    return Record(topic, key, value, headers)
+
+
+def source_headers(topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """The headers of a dead letter that name its input."""
+    return [("source-topic", topic.encode()), ("source-partition", str(partition).encode()),
+            ("source-offset", str(offset).encode())]
+
+
+def smaller_record(record: Record, dead_letters: str) -> Record | None:
+    """A smaller stand-in for a record the producer or broker refused as too large.
+
+    A label becomes a dead letter ``label-too-large`` without key or value, naming its
+    input (still in the source topic); a dead letter loses half its value, then its key.
+    None once nothing is left to cut.
+
+    >>> label = Record("labels", b"k" * 10, encode_label("k", 1, 0.5, 1, "emb", 0, 7))
+    >>> dead = smaller_record(label, "dlq")
+    >>> dead.topic, dead.key, dead.value, dict(dead.headers)["error"], dict(dead.headers)["source-offset"]
+    ('dlq', None, b'', b'label-too-large', b'7')
+    >>> smaller_record(dead, "dlq") is None
+    True
+    """
+    size = len(record.key or b"") + len(record.value)
+    if record.topic != dead_letters:
+        source = orjson.loads(record.value)["source"]
+        headers = [("error", b"label-too-large"),
+                   ("error-detail", f"the label ({size} bytes of key and value) is larger than the broker accepts; "
+                                    f"the input is at its source offset".encode()),
+                   *source_headers(source["topic"], source["partition"], source["offset"])]
+        return Record(dead_letters, None, b"", headers)
+    headers = list(record.headers or ())
+    names = {name for name, _ in headers}
+    if record.value:
+        if "truncated-from-bytes" not in names:
+            headers.append(("truncated-from-bytes", str(len(record.value)).encode()))
+        return Record(record.topic, record.key, record.value[:len(record.value) // 2], headers)
+    if record.key:
+        if "key-truncated-from-bytes" not in names:
+            headers.append(("key-truncated-from-bytes", str(len(record.key)).encode()))
+        return Record(record.topic, None, b"", headers)
+    return None
 
 
 def offset_ranges(messages: list[InputMessage]) -> dict[tuple[str, int], tuple[int, int]]:
@@ -109,14 +176,38 @@ def latest_offsets(batches: list[list[TopicPartition]]) -> list[TopicPartition]:
     return [TopicPartition(t, p, offset) for (t, p), offset in latest.items()]
 
 
+def commit_callback(metrics: LabelerMetrics) -> Callable[[KafkaError | None, list[TopicPartition]], None]:
+    """The consumer's ``on_commit`` callback: log and count each commit the broker refused.
+
+    An asynchronous commit's failure arrives only here; the inputs it covered are labelled
+    again after a restart or rebalance unless a later commit covers them.
+    """
+    def committed(error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        failed = [p for p in partitions or () if p.error is not None]
+        if error is None and not failed:
+            return
+        metrics.commit_failures.inc()
+        detail = error or "; ".join(f"{p.topic}[{p.partition}]@{p.offset}: {p.error}" for p in failed)
+        log.warning("commit failed (%s): these inputs will be labelled again after a restart or rebalance unless a "
+                    "later commit covers them", detail)
+    return committed
+
+
 class InFlight(NamedTuple):
     """A labelled batch whose records are on their way to the broker."""
 
     ticket: Ticket
     offsets: list[TopicPartition]
-    ids: list[str]
+    ids: list[str]  # of the rows the reservoir has not been offered yet
     X: np.ndarray
     sent: float  # time.monotonic() when produced
+
+
+def _abortable(error: KafkaError | str) -> bool:
+    """Whether a failed transaction may be aborted and its batch tried again (else the error is permanent)."""
+    if not isinstance(error, KafkaError) or error.fatal():
+        return False
+    return error.retriable() or error.txn_requires_abort() or classify(error) != "permanent"
 
 
 def first_offsets(messages: list[InputMessage]) -> list[TopicPartition]:
@@ -156,8 +247,10 @@ class Labeler:
         self.producer = producer
         self.metrics = metrics or LabelerMetrics()
         self.stop = threading.Event()
+        self.limits = input_limits(self.settings)
         self.backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
-        self.delivery = Delivery(producer, self.backoff)
+        self.delivery = Delivery(producer, self.backoff,
+                                 shrink=lambda record: smaller_record(record, config.topics.dead_letters))
         self.stats = StatsLine(self.settings.log_interval_s)
         self.transactional = self.settings.delivery == "exactly-once"
         self.follower, self.reservoir = follower, reservoir
@@ -167,11 +260,17 @@ class Labeler:
         self.metrics.version.set(predictor.version if predictor else 0)
         self.in_flight: deque[InFlight] = deque()
         self.unlabelled_from: dict[tuple[str, int], int] = {}
+        self.sampled_until: dict[tuple[str, int], int] = {}
+        """Cold start: per partition, the offset after the last one already offered to the reservoir."""
         self.rng = np.random.default_rng()
         self.reservoir_retry_at = 0.0
 
     def run(self) -> None:
-        """Label until :attr:`stop` is set, then finish the batch in flight and leave the group."""
+        """Label until :attr:`stop` is set, then finish the batch in flight and leave the group.
+
+        Raises :class:`~stream_dec.stream.kafka.DeliveryFailed` on a permanent produce
+        error, after leaving the group without committing the batches in flight.
+        """
         if self.transactional:
             self.producer.init_transactions(30)
         self.consumer.subscribe([self.config.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
@@ -190,9 +289,13 @@ class Labeler:
                 self.settle()
                 if self.stats.due():
                     self.stats.emit(self.lag(), self.predictor.version if self.predictor else 0)
-        finally:
             self.settle(everything=True)
             self.producer.flush(30)
+        except DeliveryFailed:
+            self.in_flight.clear()  # nothing more is committed: a restart resumes at the last delivered batch
+            self.producer.purge()
+            raise
+        finally:
             self.consumer.close()  # leaves the group: partitions move at once
             log.info("labeler stopped")
 
@@ -208,11 +311,11 @@ class Labeler:
         if not inputs:
             return
         batch = decode_batch(inputs, dim=self.predictor.dim, default_content_type=self.settings.content_type,
-                             max_bytes=self.settings.max_message_bytes)
+                             limits=self.limits)
         clusters, confidence = self.predictor.predict(batch.X)
         records = self._label_records(inputs, batch.rows, batch.ids, clusters, confidence)
-        records += [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes)
-                    for r in batch.rejected]
+        records += [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes,
+                                self.settings.max_key_bytes) for r in batch.rejected]
         self._deliver_and_commit(records, inputs, batch)
         self.metrics.labels.inc(len(batch.ids))
         for rejection in batch.rejected:
@@ -232,12 +335,24 @@ class Labeler:
         return records
 
     def _deliver_and_commit(self, records: list[Record], inputs: list[InputMessage], batch) -> None:
+        ids, X = self._not_yet_sampled(inputs, batch)
         if self.transactional:
-            self.feed_reservoir(batch.ids, batch.X)
-            self._transaction(records, inputs)
+            if self._transaction(records, inputs):
+                self.feed_reservoir(ids, X)
             return
-        self.in_flight.append(InFlight(self.delivery.submit(records), next_offsets(inputs), batch.ids, batch.X,
+        self.in_flight.append(InFlight(self.delivery.submit(records), next_offsets(inputs), ids, X,
                                        time.monotonic()))  # settled by the run loop, right after this batch
+
+    def _not_yet_sampled(self, inputs: list[InputMessage], batch) -> tuple[list[str], np.ndarray]:
+        """The batch's rows minus those offered to the reservoir during a cold start."""
+        if not self.sampled_until:
+            return batch.ids, batch.X
+        fresh = [inputs[row].offset >= self.sampled_until.get((inputs[row].topic, inputs[row].partition), 0)
+                 for row in batch.rows.tolist()]
+        for m in inputs:  # a partition labelled past what was sampled needs no more checks
+            if m.offset + 1 >= self.sampled_until.get((m.topic, m.partition), m.offset + 2):
+                del self.sampled_until[(m.topic, m.partition)]
+        return [i for i, keep in zip(batch.ids, fresh) if keep], batch.X[np.asarray(fresh, dtype=bool)]
 
     def settle(self, everything: bool = False) -> None:
         """Commit the batches, oldest first, whose every record the broker has acknowledged.
@@ -268,8 +383,10 @@ class Labeler:
         inputs = [input_message(m) for m in messages if not m.error()]
         for m in inputs:
             self.unlabelled_from.setdefault((m.topic, m.partition), m.offset)
+            self.sampled_until[(m.topic, m.partition)] = max(m.offset + 1,
+                                                             self.sampled_until.get((m.topic, m.partition), 0))
         batch = decode_batch(inputs, dim=self.settings.input_dim, default_content_type=self.settings.content_type,
-                             max_bytes=self.settings.max_message_bytes)
+                             limits=self.limits)
         self.feed_reservoir(batch.ids, batch.X)
 
     def follow_versions(self) -> None:
@@ -308,8 +425,9 @@ class Labeler:
     def _commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss.
 
-        An asynchronous commit that fails is covered by the next one (offsets only grow);
-        the synchronous one before a rebalance or stop is retried until it lands.
+        An asynchronous commit that fails is covered by the next one (offsets only grow)
+        and reported by :meth:`committed`; the synchronous one before a rebalance or stop
+        is retried until it lands.
         """
         while True:
             try:
@@ -323,6 +441,7 @@ class Labeler:
             except KafkaException as exc:
                 error = exc.args[0]
                 if not error.retriable():
+                    self.metrics.commit_failures.inc()
                     log.warning("commit failed (%s): these inputs will be labelled again after a restart or "
                                 "rebalance", error)
                     return
@@ -331,21 +450,33 @@ class Labeler:
                 log.warning("commit failed (%s); retrying in %.1fs", error, delay)
                 time.sleep(delay)
 
-    def _transaction(self, records: list[Record], inputs: list[InputMessage]) -> None:
-        """Labels and offsets in one transaction; on failure abort and rewind to re-process the batch."""
+    def _transaction(self, records: list[Record], inputs: list[InputMessage]) -> bool:
+        """Labels and offsets in one transaction; True once committed.
+
+        On a retriable failure: abort, wait the backoff and rewind to re-process the batch;
+        on a permanent one (a fatal producer error, authorisation) raise
+        :class:`~stream_dec.stream.kafka.DeliveryFailed`.
+        """
         try:
             self.producer.begin_transaction()
-            for record in records:
-                self.producer.produce(record.topic, record.value, record.key, headers=record.headers)
+            self.delivery.submit(records)  # records too large for the producer are replaced by their stand-ins
             self.producer.send_offsets_to_transaction(next_offsets(inputs),
                                                       self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(30)
-        except KafkaException as exc:
-            log.warning("transaction failed (%s); aborting and re-processing the batch", exc.args[0])
+            self.backoff.reset()
+            return True
+        except (KafkaException, DeliveryFailed) as exc:
+            error = exc.error if isinstance(exc, DeliveryFailed) else exc.args[0]
+            if not _abortable(error):
+                raise exc if isinstance(exc, DeliveryFailed) else DeliveryFailed(self.config.topics.labels, error)
+            delay = self.backoff.next_delay()
+            log.warning("transaction failed (%s); aborting and re-processing the batch in %.1fs", error, delay)
             self.metrics.retries.labels("transaction").inc()
             self.producer.abort_transaction(30)
+            time.sleep(delay)
             for partition in first_offsets(inputs):
                 self.consumer.seek(partition)
+            return False
 
     def lag(self) -> int | None:
         """Messages between each assigned partition's position and its end; None if unknown."""
@@ -368,6 +499,7 @@ class Labeler:
         self.settle(everything=True)
         for p in partitions:  # their new owner starts from the committed offset
             self.unlabelled_from.pop((p.topic, p.partition), None)
+            self.sampled_until.pop((p.topic, p.partition), None)
         log.info("revoked %s (their batches are already committed)",
                  ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 

@@ -8,21 +8,30 @@ taken by another) cannot extend or delete the new holder's lease.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
+
+log = logging.getLogger(__name__)
 
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class Lease:
-    """One candidate for the lease ``key``; ``ttl_ms`` is its lifetime without renewal."""
+    """One candidate for the lease ``key``; ``ttl_ms`` is its lifetime without renewal.
 
-    def __init__(self, client: redis.Redis, key: str, ttl_ms: int) -> None:
+    ``on_renewal_error`` is called (e.g. a metric's ``inc``) for each background renewal
+    that failed with a Redis error.
+    """
+
+    def __init__(self, client: redis.Redis, key: str, ttl_ms: int,
+                 on_renewal_error: Callable[[], None] | None = None) -> None:
         self.client, self.key, self.ttl_ms = client, key, ttl_ms
+        self.on_renewal_error = on_renewal_error or (lambda: None)
         self.token = uuid.uuid4().hex
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -40,8 +49,8 @@ class Lease:
         """Renew the lease every third of its lifetime while the block runs (a long update).
 
         Yields an event that is set once a renewal finds the lease gone. A Redis error
-        during renewal is retried at the next tick; the holder checks :meth:`renew` again
-        before acting on the lease anyway.
+        during renewal is logged, counted (``on_renewal_error``) and retried at the next
+        tick; the holder checks :meth:`renew` again before acting on the lease anyway.
         """
         lost, done = threading.Event(), threading.Event()
 
@@ -51,8 +60,10 @@ class Lease:
                     if not self.renew():
                         lost.set()
                         return
-                except redis.RedisError:
-                    continue
+                except redis.RedisError as exc:
+                    self.on_renewal_error()
+                    log.warning("lease renewal failed (%s); retrying in %.1fs, the lease lapses after %.1fs without "
+                                "renewal", exc, self.ttl_ms / 3000, self.ttl_ms / 1000)
 
         thread = threading.Thread(target=renew_until_done, name="lease-renewal", daemon=True)
         thread.start()

@@ -44,6 +44,10 @@ class LabelerMetrics:
                                        registry=r)
         self.retries = Counter("stream_dec_retries", "Produce or commit attempts retried after an error",
                                ["operation"], registry=r)
+        self.commit_failures = Counter("stream_dec_commit_failures", "Offset commits the broker refused (the "
+                                       "inputs are labelled again after a restart or rebalance)", registry=r)
+        self.version_errors = Counter("stream_dec_version_follower_errors", "Errors reading the versions topic "
+                                      "(consumer errors and rejected records)", registry=r)
 
 
 class UpdaterMetrics:
@@ -74,6 +78,14 @@ class UpdaterMetrics:
                                "area, at the last trigger check", ["area"], registry=r)
         self.outages = Counter("stream_dec_updater_outages", "Broker or Redis errors the updater retried",
                                ["service"], registry=r)
+        self.failures = Counter("stream_dec_updater_failures", "Update passes that failed with an unexpected "
+                                "error (logged with its traceback; the updater carries on)", registry=r)
+        self.bad_samples = Counter("stream_dec_reservoir_bad_samples", "Reservoir samples that could not be read "
+                                   "(corrupt, or another width) and were removed", registry=r)
+        self.lease_errors = Counter("stream_dec_lease_renewal_errors", "Lease renewals that failed with a Redis "
+                                    "error (retried at the next tick)", registry=r)
+        self.version_errors = Counter("stream_dec_version_follower_errors", "Errors reading the versions topic "
+                                      "(consumer errors and rejected records)", registry=r)
 
 
 class StatsLine:

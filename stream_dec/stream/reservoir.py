@@ -10,7 +10,10 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
   cycle dropped, which no update trains on: the updater's held-out check.
 
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
-UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`).
+UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`). An id longer than
+65,535 bytes is cut on a character boundary. Reading tolerates what it cannot parse: a
+corrupt sample, or one of another width than the model's, is removed from Redis and
+counted (:attr:`WindowSamples.removed`), never fatal to the updater.
 
 Staging is a uniform reservoir sample (Vitter's Algorithm R, one Lua script per batch):
 whatever the stream rate, it holds at most ``staging_capacity`` samples, each offered
@@ -83,31 +86,49 @@ return {kept, #records}
 """
 
 
+MAX_ID_BYTES = 65535
+
+
 def pack(identifier: str, arrived: float, vector: np.ndarray) -> bytes:
-    """Binary form of one sample.
+    """Binary form of one sample; an id past 65,535 UTF-8 bytes is cut on a character boundary.
 
     >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4")))
     ('a', 1.5, array([1., 2.], dtype=float32))
+    >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2)))[0])
+    32767
     """
-    raw = identifier.encode("utf-8")[:65535]
+    raw = identifier.encode("utf-8", errors="replace")
+    if len(raw) > MAX_ID_BYTES:
+        raw = raw[:MAX_ID_BYTES].decode("utf-8", errors="ignore").encode("utf-8")
     return _HEADER.pack(arrived, len(raw)) + raw + np.asarray(vector, "<f4").tobytes()
 
 
+class BadSample(ValueError):
+    """A stored sample that cannot be read back."""
+
+
 def unpack(data: bytes) -> tuple[str, float, np.ndarray]:
+    """Inverse of :func:`pack`; raises :class:`BadSample` for bytes it cannot have written."""
+    if len(data) < _HEADER.size:
+        raise BadSample(f"{len(data)} bytes: shorter than a sample header")
     arrived, length = _HEADER.unpack_from(data)
     start = _HEADER.size + length
-    return data[_HEADER.size:start].decode("utf-8"), arrived, np.frombuffer(data, "<f4", offset=start)
+    if start > len(data) or (len(data) - start) % 4:
+        raise BadSample(f"{len(data)} bytes do not hold a {length}-byte id and a float32 vector")
+    identifier = data[_HEADER.size:start].decode("utf-8", errors="replace")
+    return identifier, arrived, np.frombuffer(data, "<f4", offset=start)
 
 
 @dataclass(frozen=True)
 class WindowSamples:
     """Samples as read from Redis (the window, or the held-out ones): rows ``[:kept]`` were
-    retained by the last cycle."""
+    retained by the last cycle; ``removed`` unreadable samples were deleted on the way."""
 
     ids: list[str]
     arrived: np.ndarray
     X: np.ndarray
     kept: int
+    removed: int = 0
 
     @property
     def retained(self) -> np.ndarray:
@@ -164,21 +185,36 @@ class Reservoir:
                                   args=[self.capacity, *[int(s) for s in slots]])
         return int(kept), int(total)
 
-    def window(self) -> WindowSamples:
-        """Read the whole window, retained rows first."""
-        return self._read("window", int(self.client.get(self.keys["kept"]) or 0))
+    def window(self, dim: int | None = None) -> WindowSamples:
+        """Read the whole window, retained rows first (``dim``: the width to expect, else the commonest)."""
+        return self._read("window", int(self.client.get(self.keys["kept"]) or 0), dim)
 
-    def held_out(self) -> WindowSamples:
+    def held_out(self, dim: int | None = None) -> WindowSamples:
         """Read the samples the last cycle dropped from the window (none are retained)."""
-        return self._read("dropped", 0)
+        return self._read("dropped", 0, dim)
 
-    def _read(self, key: str, kept: int) -> WindowSamples:
+    def _read(self, key: str, kept: int, dim: int | None) -> WindowSamples:
         fields = self.client.hgetall(self.keys[key])
-        rows = [unpack(fields[slot]) for slot in sorted(fields, key=int)]
-        if not rows:
-            return WindowSamples([], np.empty(0), np.empty((0, 0), np.float32), 0)
-        ids, arrived, vectors = zip(*rows)
-        return WindowSamples(list(ids), np.asarray(arrived), np.stack(vectors).astype(np.float32), kept)
+        rows, bad = [], []
+        for slot in sorted(fields, key=_slot_order):
+            try:
+                if _slot_order(slot) == _NOT_A_SLOT:
+                    raise BadSample(f"field {slot[:20]!r} is not a slot number")
+                rows.append((slot, unpack(fields[slot])))
+            except BadSample:
+                bad.append(slot)
+        if dim is None and rows:
+            widths, counts = np.unique([len(sample[2]) for _, sample in rows], return_counts=True)
+            dim = int(widths[np.argmax(counts)])
+        good = [(slot, sample) for slot, sample in rows if len(sample[2]) == dim]
+        bad += [slot for slot, sample in rows if len(sample[2]) != dim]
+        if bad:
+            self.client.hdel(self.keys[key], *bad)
+        kept = sum(_slot_order(slot) < kept for slot, _ in good)
+        if not good:
+            return WindowSamples([], np.empty(0), np.empty((0, dim or 0), np.float32), 0, len(bad))
+        ids, arrived, vectors = zip(*(sample for _, sample in good))
+        return WindowSamples(list(ids), np.asarray(arrived), np.stack(vectors).astype(np.float32), kept, len(bad))
 
     def sizes(self) -> dict[str, int]:
         """Window size, staging size and samples offered since the last cycle."""
@@ -188,6 +224,17 @@ class Reservoir:
         pipe.get(self.keys["seen"])
         window, staging, seen = pipe.execute()
         return {"window": int(window), "staging": int(staging), "seen": int(seen or 0)}
+
+
+_NOT_A_SLOT = float("inf")
+
+
+def _slot_order(slot: bytes) -> float:
+    """Slots are numbers; a field that is not sorts last, and is removed as unreadable."""
+    try:
+        return int(slot)
+    except ValueError:
+        return _NOT_A_SLOT
 
 
 def connect(config: RedisConfig) -> redis.Redis:

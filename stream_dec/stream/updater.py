@@ -19,7 +19,10 @@ Each pass of :meth:`Updater.run`:
 
 Every step is counted in :class:`~stream_dec.stream.observability.UpdaterMetrics`
 (served on ``[metrics] port``); each gate decision is one log line (``event: gate``).
-A broker or Redis outage is logged and retried with backoff (see :meth:`Updater.run`).
+A broker or Redis outage is logged and retried with backoff (see :meth:`Updater.run`);
+so is any other failure of a pass (a bad sample, a strategy that fails on a window):
+no data can put the updater in a crash loop. Unreadable reservoir samples are removed
+and counted.
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ class Updater:
     """One updater process; see the module docstring."""
 
     def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, producer: Producer,
-                 follower: VersionFollower, seed: int = 0) -> None:
-        """``cycles``, ``published``, ``rejections`` and :attr:`metrics` record what this updater did."""
+                 follower: VersionFollower, seed: int = 0, metrics: UpdaterMetrics | None = None) -> None:
+        """``cycles``, ``published``, ``rejections``, ``failures`` and :attr:`metrics` record what this
+        updater did."""
         self.config = config
         self.reservoir, self.lease, self.producer, self.follower = reservoir, lease, producer, follower
         self.rng = np.random.default_rng(seed)
@@ -63,15 +67,18 @@ class Updater:
         self.published: list[int] = []
         self.cycles = 0
         self.rejections: list[str] = []
-        self.metrics = UpdaterMetrics()
+        self.failures = 0
+        self.metrics = metrics or UpdaterMetrics()
 
     def run(self) -> None:
         """Loop until :attr:`stop` is set; release the lease on the way out.
 
         An unreachable broker or Redis is logged and retried with backoff: the updater
-        never exits for it. A version whose publication failed is not adopted; if its
-        record still lands, the next catch-up adopts it (first record of a number wins
-        everywhere, since every reader follows the topic in order).
+        never exits for it. Any other error of a pass is logged with its traceback,
+        counted (``stream_dec_updater_failures``) and retried after the backoff too. A
+        version whose publication failed is not adopted; if its record still lands, the
+        next catch-up adopts it (first record of a number wins everywhere, since every
+        reader follows the topic in order).
         """
         poll_ms = int(self.config.updater.poll_s * 1000)
         backoff = Backoff(max(poll_ms, 1), max(poll_ms, 30_000))
@@ -98,6 +105,12 @@ class Updater:
                     service = "redis" if isinstance(exc, redis.RedisError) else "kafka"
                     self.metrics.outages.labels(service).inc()
                     log.warning("%s unavailable (%s); retrying in %.1fs", service, exc, delay)
+                    self.stop.wait(delay)
+                except Exception:  # noqa: BLE001 - no data may stop the updater; the traceback is logged
+                    delay = backoff.next_delay()
+                    self.failures += 1
+                    self.metrics.failures.inc()
+                    log.exception("update pass failed; the updater carries on in %.1fs", delay)
                     self.stop.wait(delay)
         finally:
             self.metrics.leader.set(0)
@@ -135,13 +148,23 @@ class Updater:
         self.cycles += 1
         self.metrics.cycles.inc()
         fraction = self.config.reservoir.replace_fraction if self.current else 1.0
-        kept, total = self.reservoir.cycle(fraction, self.rng)
-        window = self.reservoir.window()
-        log.info("update cycle: window of %d (%d retained)", total, kept)
+        self.reservoir.cycle(fraction, self.rng)
+        dim = self.current.header.dims[0] if self.current else None
+        window = self.reservoir.window(dim)
+        held_out = self.reservoir.held_out(window.X.shape[1]) if self.current else None
+        removed = window.removed + (held_out.removed if held_out else 0)
+        if removed:
+            self.metrics.bad_samples.inc(removed)
+            log.warning("removed %d unreadable reservoir samples (corrupt, or not %s wide)", removed,
+                        window.X.shape[1])
+        log.info("update cycle: window of %d (%d retained)", len(window.ids), window.kept)
+        if len(window.ids) < 2:
+            log.warning("update cycle: a window of %d samples is too small to train on; skipped", len(window.ids))
+            return None
         started = time.perf_counter()
         with self.lease.kept() as lost:  # training may outlast the lease's lifetime
             candidate = (self._cold_start(window.X) if self.current is None
-                         else self._continual(window.X, window.retained, self.reservoir.held_out().X))
+                         else self._continual(window.X, window.retained, held_out.X))
         self.metrics.seconds.observe(time.perf_counter() - started)
         if candidate is None:
             return None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
@@ -86,10 +87,14 @@ class VersionFollower:
         Consumer properties (bootstrap, security); a private group id is added.
     topic, model
         Versions topic and model name (the record key).
+    on_error
+        Called (e.g. a metric's ``inc``) for each consumer error and rejected record;
+        both are also logged.
     """
 
-    def __init__(self, settings: dict, topic: str, model: str) -> None:
+    def __init__(self, settings: dict, topic: str, model: str, on_error: Callable[[], None] | None = None) -> None:
         self.topic, self.model = topic, model
+        self.on_error = on_error or (lambda: None)
         self.consumer = Consumer({**settings, "group.id": f"stream-dec-versions-{id(self)}",
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
         self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -121,6 +126,8 @@ class VersionFollower:
 
     def _accept(self, message, current: int, dim: int | None) -> ModelVersion | None:
         if message.error() is not None:
+            self.on_error()
+            log.warning("versions topic '%s': consumer error %s", self.topic, message.error())
             return None
         source = f"{message.topic()}[{message.partition()}]@{message.offset()}"
         try:
@@ -129,6 +136,8 @@ class VersionFollower:
         except VersionRejected as exc:
             self.rejected += 1
             known = isinstance(exc, StaleVersion) and exc.version == exc.current  # e.g. our own publish
+            if not known:
+                self.on_error()
             log.log(logging.DEBUG if known else logging.WARNING, "rejected version record: %s", exc)
             return None
 

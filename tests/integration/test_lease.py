@@ -44,3 +44,16 @@ def test_kept_reports_a_lease_taken_by_another_holder(key):
         assert rival.acquire()
         assert lost.wait(1.0)
     assert not lease.renew() and lease.holder() == rival.token
+
+
+def test_renewal_errors_are_counted_and_logged_not_swallowed(key, caplog):
+    """Redis unreachable during a long update: each failed renewal is counted and logged."""
+    from tests.integration.conftest import free_port
+
+    errors = []
+    client = redis.Redis("127.0.0.1", free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
+    lease = Lease(client, key, 300, on_renewal_error=lambda: errors.append(1))
+    with caplog.at_level("WARNING", logger="stream_dec.stream.lease"), lease.kept() as lost:
+        time.sleep(0.5)  # a renewal every 0.1 s (redis-py retries each a few times), each refused
+    assert len(errors) >= 1 and not lost.is_set()
+    assert "lease renewal failed" in caplog.text

@@ -317,6 +317,7 @@ def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
         t.join(30)
     assert updater.published == [1]  # only the cold start can run: update_every is out of reach
     assert sorted({label["id"] for label in labels}) == sorted(f"c{i}" for i in range(len(X)))
+    assert labeler.metrics.samples_offered._value.get() == len(X)  # sampled once, not again after the seek back
     by_id = {label["id"]: label for label in labels}
     expected = follower(config).latest().to_model().predict(X)[0]
     assert all(by_id[f"c{i}"]["version"] == 1 and by_id[f"c{i}"]["cluster"] == expected[i] for i in range(len(X)))

@@ -144,3 +144,28 @@ def test_evaluate_sweep_writes_the_frontier(capsys, fast_config, tmp_path):
     oracle = next(line for line in table.splitlines() if line.startswith("| retrain-cells-oracle"))
     assert float(oracle.split(" | ")[1]) >= 0.95  # 0.98 in expectation: retrain's structure within the limit
     assert (tmp_path / "out" / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_and_update_refuse_to_replace_a_model_without_overwrite(capsys, trained, wordnet_file, fast_config):
+    before = {p.name: p.read_bytes() for p in trained.iterdir()}
+    status, _, err = run(capsys, "train", "--data", str(wordnet_file), "--out", str(trained),
+                         "--config", str(fast_config))
+    assert status == 2 and "exists and is not empty" in err and "--overwrite" in err
+    status, _, err = run(capsys, "update", "--model", str(trained), "--data", str(wordnet_file),
+                         "--strategy", "frozen", "--out", str(trained))
+    assert status == 2 and "exists and is not empty" in err
+    assert {p.name: p.read_bytes() for p in trained.iterdir()} == before  # untouched
+
+
+def test_update_with_overwrite_replaces_its_own_model_directory_atomically(capsys, trained, wordnet_file, tmp_path):
+    import shutil
+
+    model = tmp_path / "m"
+    shutil.copytree(trained, model)
+    status, stdout, _ = run(capsys, "update", "--model", str(model), "--data", str(wordnet_file),
+                            "--strategy", "frozen", "--out", str(model), "--overwrite")
+    assert status == 0
+    header = json.loads((model / "model.json").read_text())
+    assert header["version"] == 2 and header["parent"] == 1
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left beside it

@@ -2,12 +2,12 @@ import numpy as np
 import orjson
 import pytest
 
-from stream_dec.io.wire import FLOAT32, JSON, InputMessage, _exact_json, _Reject, decode_batch, encode_label
+from stream_dec.io.wire import FLOAT32, JSON, InputLimits, InputMessage, _exact_json, _Reject, decode_batch, encode_label
 from stream_dec.stream.labeler import dead_letter, first_offsets, next_offsets
 
 
-def message(value, content_type=None, offset=0, key=b"k", partition=0):
-    return InputMessage("emb", partition, offset, key, value, content_type)
+def message(value, content_type=None, offset=0, key=b"k", partition=0, header_bytes=0):
+    return InputMessage("emb", partition, offset, key, value, content_type, header_bytes)
 
 
 def vec(*values):
@@ -18,7 +18,7 @@ def test_good_messages_decode_into_one_contiguous_array():
     batch = decode_batch([message(vec(1, 2, 3), FLOAT32, key=b"a"),
                           message(b'{"id": "b", "embedding": [4, 5, 6]}', JSON),
                           message(b'{"embedding": [7.5, 8, 9]}', None, key=b"c")],
-                         dim=3, default_content_type=JSON, max_bytes=100)
+                         dim=3, default_content_type=JSON, limits=InputLimits(value_bytes=100))
     assert batch.X.flags.c_contiguous and batch.X.dtype == np.float32
     np.testing.assert_array_equal(batch.X, [[1, 2, 3], [4, 5, 6], [7.5, 8, 9]])
     assert batch.ids == ["a", "b", "c"] and batch.rows.tolist() == [0, 1, 2] and not batch.rejected
@@ -44,7 +44,8 @@ def test_good_messages_decode_into_one_contiguous_array():
 ])
 def test_each_bad_message_is_rejected_with_its_reason_beside_good_ones(value, content_type, reason):
     batch = decode_batch([message(vec(1, 2, 3), FLOAT32, offset=0), message(value, content_type, offset=1),
-                          message(vec(4, 5, 6), FLOAT32, offset=2)], dim=3, default_content_type=JSON, max_bytes=100)
+                          message(vec(4, 5, 6), FLOAT32, offset=2)], dim=3, default_content_type=JSON,
+                         limits=InputLimits(value_bytes=100))
     assert [(r.offset, r.reason) for r in batch.rejected] == [(1, reason)]
     np.testing.assert_array_equal(batch.X, [[1, 2, 3], [4, 5, 6]])
     assert batch.rows.tolist() == [0, 2]
@@ -80,7 +81,7 @@ def test_json_fast_path_accepts_and_rejects_exactly_like_the_exact_decoder():
     """decode_batch reads the usual document with simdjson; every outcome must equal orjson's."""
     variants = json_variants(np.random.default_rng(0))
     batch = decode_batch([message(v, JSON, offset=i) for i, v in enumerate(variants)], dim=4,
-                         default_content_type=JSON, max_bytes=10_000)
+                         default_content_type=JSON, limits=InputLimits(value_bytes=10_000))
     outcome = {r.offset: r.reason for r in batch.rejected}
     outcome.update({int(row): (i, x) for row, i, x in zip(batch.rows, batch.ids, batch.X.tolist())})
     assert [outcome[i] for i in range(len(variants))] == [exact_outcome(v) for v in variants]
@@ -95,7 +96,7 @@ def test_label_record_format():
 
 def test_dead_letter_keeps_original_bytes_and_names_the_error():
     rejected = decode_batch([message(b"x" * 50, "text/plain", offset=5, key=b"key")], dim=3,
-                            default_content_type=JSON, max_bytes=100).rejected[0]
+                            default_content_type=JSON, limits=InputLimits(value_bytes=100)).rejected[0]
     record = dead_letter(rejected, "dlq", max_bytes=20)
     headers = dict(record.headers)
     assert record.topic == "dlq" and record.key == b"key" and record.value == b"x" * 20
@@ -107,3 +108,72 @@ def test_offsets_per_partition():
     batch = [message(b"", offset=o, partition=p) for p, o in [(0, 5), (1, 9), (0, 7), (1, 8), (0, 6)]]
     assert {(tp.partition, tp.offset) for tp in next_offsets(batch)} == {(0, 8), (1, 10)}
     assert {(tp.partition, tp.offset) for tp in first_offsets(batch)} == {(0, 5), (1, 8)}
+
+
+LIMITS = InputLimits(value_bytes=100, key_bytes=8, header_bytes=50, id_bytes=6)
+
+
+@pytest.mark.parametrize("value, key, header_bytes, reason", [
+    (vec(1, 2, 3), b"k" * 9, 0, "oversize-key"),
+    (vec(1, 2, 3), b"k", 51, "oversize-headers"),
+    (vec(1, 2, 3), "é".encode() * 4, 0, "bad-id"),  # 8 bytes of key: within the key limit, not the id's
+    (b'{"id": "abcdefg", "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+    (rb'{"id": "\u00e9\u00e9\u00e9\u00e9", "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+    (b'{"id": 18446744073709551616, "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+    (b'{"id": 1.5, "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+    (b'{"id": true, "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+    (b'{"id": [1], "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+    (b'{"id": {"a": 1}, "embedding": [1, 2, 3]}', b"k", 0, "bad-id"),
+])
+def test_each_limit_on_what_a_producer_controls_has_its_reason(value, key, header_bytes, reason):
+    content_type = FLOAT32 if value == vec(1, 2, 3) else JSON
+    batch = decode_batch([message(value, content_type, key=key, header_bytes=header_bytes)], dim=3,
+                         default_content_type=JSON, limits=LIMITS)
+    assert [r.reason for r in batch.rejected] == [reason] and not batch.ids
+
+
+@pytest.mark.parametrize("value, key, expected", [
+    (b'{"id": "abcdef", "embedding": [1, 2, 3]}', b"k", "abcdef"),  # exactly at the id limit
+    (rb'{"id": "\u00e9\u00e9\u00e9", "embedding": [1, 2, 3]}', b"k", "\u00e9\u00e9\u00e9"),  # 6 bytes
+    (b'{"id": 184467, "embedding": [1, 2, 3]}', b"k", "184467"),
+    (b'{"id": "", "embedding": [1, 2, 3]}', b"k", ""),
+    (b'{"id": null, "embedding": [1, 2, 3]}', b"\xff\xfe", "\ufffd\ufffd"),  # the key, bad bytes replaced
+    (b'{"id": -42, "embedding": [1, 2, 3]}', b"k", "-42"),
+    (b'{"embedding": [1, 2, 3]}', None, ""),
+])
+def test_ids_within_the_limits_are_kept_as_text(value, key, expected):
+    batch = decode_batch([message(value, JSON, key=key)], dim=3, default_content_type=JSON, limits=LIMITS)
+    assert not batch.rejected and batch.ids == [expected]
+
+
+def test_a_64_bit_integer_id_keeps_every_digit():
+    value = b'{"id": 18446744073709551615, "embedding": [1, 2, 3]}'
+    batch = decode_batch([message(value, JSON)], dim=3, default_content_type=JSON, limits=InputLimits())
+    assert batch.ids == ["18446744073709551615"]
+
+
+def test_every_accepted_id_fits_the_limit_in_utf8():
+    rng = np.random.default_rng(3)
+    alphabet = ["a", "é", "€", "𝄞", "\x00", '"', "\\"]
+    messages = []
+    for i in range(300):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(0, 5))))
+        messages.append(message(orjson.dumps({"id": text, "embedding": [1, 2, 3]}), JSON, offset=i))
+        messages.append(message(vec(1, 2, 3), FLOAT32, offset=i, key=text.encode()))
+    batch = decode_batch(messages, dim=3, default_content_type=JSON, limits=LIMITS)
+    assert len(batch.ids) + len(batch.rejected) == len(messages)
+    assert all(len(i.encode("utf-8")) <= LIMITS.id_bytes for i in batch.ids)
+    assert {r.reason for r in batch.rejected} <= {"bad-id", "oversize-key"}
+    assert len(batch.ids) > 100
+
+
+def test_dead_letter_cuts_a_long_key_and_quotes_little_of_the_input():
+    huge_type = "x" * 100_000
+    rejected = decode_batch([message(b"abc", huge_type, key=b"k" * 600_000)], dim=3, default_content_type=JSON,
+                            limits=InputLimits(key_bytes=10**7)).rejected[0]
+    record = dead_letter(rejected, "dlq", max_bytes=2, max_key_bytes=16)
+    headers = dict(record.headers)
+    assert record.key == b"k" * 16 and headers["key-truncated-from-bytes"] == b"600000"
+    assert record.value == b"ab" and headers["truncated-from-bytes"] == b"3"
+    assert len(headers["content-type"]) <= 1024 and len(headers["error-detail"]) <= 1024
+    assert sum(len(v) for v in headers.values()) < 2200
