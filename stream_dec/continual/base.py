@@ -164,12 +164,14 @@ def apply_strategy(strategy: Strategy, current: ModelVersion, window: Window, li
     drift = centre_drift(_centres(old_model), _centres(new_model)[: old_model.n_clusters])  # new ids: no drift
     permuted = not is_identity_matching(old_labels[rows], new_labels[rows], old_model.n_clusters,
                                         new_model.n_clusters)
-    violations = []
+    violations = []  # every limit fails closed: a NaN figure breaks it
+    if not all(bool(torch.isfinite(t).all()) for t in new_model.state_dict().values()):
+        violations.append("the proposal holds NaN or Inf weights")
     if permuted:
         violations.append("cluster ids would be permuted (best old->new matching is not the identity)")
-    if drift.relative_max > limits.max_drift:
+    if not drift.relative_max <= limits.max_drift:
         violations.append(f"relative drift {drift.relative_max:.4f} > max_drift {limits.max_drift}")
-    if agreement < limits.min_agreement:
+    if not agreement >= limits.min_agreement:
         violations.append(f"label agreement {agreement:.4f} < min_agreement {limits.min_agreement}")
     report = UpdateReport(
         strategy=strategy.name, seconds=seconds,

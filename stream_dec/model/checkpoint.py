@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -45,6 +46,8 @@ from stream_dec.typed import from_mapping, require
 FORMAT = "stream-dec/1"
 TENSORS_FILE = "model.safetensors"
 HEADER_FILE = "model.json"
+MAX_HEADER_BYTES = 64 * 1024
+"""Largest JSON header read (a real one is about 1 KiB); also bounds its nesting."""
 AUXILIARY_PREFIXES = ("fisher.",)
 """Extra per-parameter tensors a version may carry (e.g. EWC's Fisher diagonal)."""
 
@@ -87,8 +90,8 @@ class VersionHeader:
     def __post_init__(self) -> None:
         require(len(self.dims) >= 2 and all(d >= 1 for d in self.dims), "dims", "at least two positive widths", self.dims)
         require(self.n_clusters >= 2, "n_clusters", ">= 2", self.n_clusters)
-        require(self.alpha > 0, "alpha", "> 0", self.alpha)
-        require(self.latent_radius >= 0, "latent_radius", ">= 0", self.latent_radius)
+        require(0 < self.alpha < math.inf, "alpha", "finite and > 0", self.alpha)
+        require(0 <= self.latent_radius < math.inf, "latent_radius", "finite and >= 0", self.latent_radius)
         require(self.version >= 1, "version", ">= 1", self.version)
         require(self.parent is None or 1 <= self.parent < self.version, "parent", "None or in [1, version)", self.parent)
         require(len(self.sha256) == 64, "sha256", "a 64-digit hex digest", self.sha256)
@@ -116,9 +119,10 @@ class ModelVersion:
         metrics: dict[str, float] | None = None,
         auxiliary: dict[str, torch.Tensor] | None = None,
     ) -> ModelVersion:
-        """Snapshot ``model`` (moved to the CPU) as version ``version``."""
+        """Snapshot ``model`` (moved to the CPU) as version ``version``; its tensors must be finite."""
         tensors = {name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items()}
         tensors.update({name: t.detach().to("cpu").contiguous() for name, t in (auxiliary or {}).items()})
+        _check_finite(tensors, f"model for version {version}")
         header = VersionHeader(
             dims=model.dims,
             n_clusters=model.n_clusters,
@@ -143,10 +147,12 @@ class ModelVersion:
     @classmethod
     def from_bytes(cls, header_json: bytes, payload: bytes, *, source: str) -> ModelVersion:
         """Verify and decode; ``source`` names the file or record in errors."""
+        if len(header_json) > MAX_HEADER_BYTES:
+            raise CheckpointError(f"{source}: header is {len(header_json)} bytes, the limit is {MAX_HEADER_BYTES}")
         try:
             raw = json.loads(header_json)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{source}: header is not JSON ({exc})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CheckpointError(f"{source}: header is not JSON that stream-dec reads ({type(exc).__name__})") from None
         header = from_mapping(VersionHeader, raw, source=f"{source}: header", error=CheckpointError)
         digest = hashlib.sha256(payload).hexdigest()
         if digest != header.sha256:
@@ -239,6 +245,11 @@ def _check_shapes(header: VersionHeader, tensors: dict[str, torch.Tensor], sourc
         base = name[len(prefix):] if prefix else None
         if base not in expected or tuple(tensor.shape) != expected[base]:
             raise CheckpointError(f"{source}: unexpected tensor '{name}' with shape {tuple(tensor.shape)}")
+    _check_finite(tensors, source)
+
+
+def _check_finite(tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Every tensor floating point and finite: a version every reader accepts (one check for writing and reading)."""
     for name, tensor in tensors.items():
         if not tensor.dtype.is_floating_point or not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{source}: tensor '{name}' is not finite floating point")

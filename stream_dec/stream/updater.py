@@ -262,13 +262,13 @@ def promotion_gate(update: Update, held_out: np.ndarray, config: Config) -> Verd
     failed = {}
     if report.violations:
         failed["limits"] = "; ".join(report.violations)
-    if encoder_changed(update) and report.loss > report.previous_loss * (1 + config.updater.max_loss_increase):
+    if encoder_changed(update) and not report.loss <= report.previous_loss * (1 + config.updater.max_loss_increase):
         failed["loss"] = f"DEC loss {report.loss:.6f} worse than the current version's {report.previous_loss:.6f}"
     agreement = None
     if len(held_out):
         agreement = label_agreement(update.current.to_model().predict(held_out)[0],
                                     update.proposal.model.predict(held_out)[0])
-        if agreement < config.update.min_agreement:
+        if not agreement >= config.update.min_agreement:
             failed["held_out"] = (f"agreement {agreement:.4f} on {len(held_out)} held-out old samples < "
                                   f"min_agreement {config.update.min_agreement}")
     return Verdict(failed, agreement)

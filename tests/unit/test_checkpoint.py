@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -119,3 +120,25 @@ def test_pickle_payload_is_never_unpickled(saved, tmp_path):
 def test_missing_files(tmp_path):
     with pytest.raises(CheckpointError, match="not a model directory"):
         ModelVersion.load(tmp_path)
+
+
+@pytest.mark.parametrize("header_json, reason", [
+    (b"[" * 100_000 + b"]" * 100_000, "the limit is 65536"),  # a huge header
+    (b'{"a": ' * 5000 + b"1" + b"}" * 5000, "header is not JSON that stream-dec reads (RecursionError)"),
+])
+def test_hostile_headers_are_rejected_not_a_crash(saved, header_json, reason):
+    _, folder = saved
+    (folder / "model.json").write_bytes(header_json)
+    with pytest.raises(CheckpointError, match=re.escape(reason)):
+        ModelVersion.load(folder)
+
+
+@pytest.mark.parametrize("field, value", [("latent_radius", "Infinity"), ("alpha", "Infinity"), ("alpha", "NaN")])
+def test_non_finite_header_numbers_are_rejected(saved, field, value):
+    """latent_radius = inf once passed and labelled everything 0."""
+    _, folder = saved
+    text = (folder / "model.json").read_text()
+    header = json.loads(text)
+    (folder / "model.json").write_text(json.dumps(header | {field: 0.5}).replace("0.5", value))
+    with pytest.raises(CheckpointError, match=f"'{field}' must be finite"):
+        ModelVersion.load(folder)

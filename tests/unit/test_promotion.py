@@ -63,3 +63,31 @@ def test_the_update_limits_are_one_check_of_the_gate():
     verdict = promotion_gate(broken, X, Config())
     assert verdict.failed == {"limits": "; ".join(violations)}
     assert verdict.held_out_agreement == 1.0
+
+
+def test_a_nan_candidate_fails_closed_and_cannot_become_a_version():
+    """NaN compares false with every limit: a NaN centre once passed the gate (accepted=True)."""
+    import pytest
+    import torch
+
+    from stream_dec.errors import CheckpointError
+
+    current = ModelVersion.from_model(two_centre_model(), version=1)
+    X = np.random.default_rng(3).normal([[0, 0]] * 20 + [[10, 0]] * 20, 0.3).astype(np.float32)
+
+    class NanCentre:
+        name = "nan-centre"
+
+        def propose(self, version, window):
+            proposal = make_strategy("frozen", Config()).propose(version, window)
+            with torch.no_grad():
+                proposal.model.centres[1, 0] = float("nan")
+            return proposal
+
+    update = apply_strategy(NanCentre(), current, Window.of(X), limits_of(Config()))
+    assert not update.report.accepted
+    assert "the proposal holds NaN or Inf weights" in update.report.violations
+    assert any(v.startswith("relative drift nan") for v in update.report.violations)
+    assert not promotion_gate(update, X, Config()).passed
+    with pytest.raises(CheckpointError, match="not finite"):
+        update.to_version()
