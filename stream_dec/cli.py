@@ -20,7 +20,7 @@ import numpy as np
 import orjson
 
 from stream_dec import __version__
-from stream_dec.config import STRATEGIES, load_config
+from stream_dec.config import STRATEGIES, load_config, masked_url
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.scenarios import SCENARIOS
 from stream_dec.errors import CheckpointError, ConfigError, DataError, StreamDecError
@@ -348,7 +348,7 @@ def run_update_loop(args: argparse.Namespace) -> None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        raise StreamDecError(f"cannot reach Redis at {config.redis.url}: {exc}") from None
+        raise StreamDecError(f"cannot reach Redis at {masked_url(config.redis.url)}: {exc}") from None
     name = config.model.name
     reservoir = reservoirs.Reservoir(client, name, config.reservoir.capacity,
                                      config.reservoir.staging_capacity or None)

@@ -348,7 +348,52 @@ class UpdateConfig:
 KafkaValue = str | int | float | bool
 KafkaSettings = dict[str, KafkaValue | dict[str, KafkaValue]]
 """``[kafka]``: librdkafka properties passed as they are (security, SASL, TLS, ...);
-sub-tables ``[kafka.consumer]`` and ``[kafka.producer]`` apply to one client role."""
+sub-tables ``[kafka.consumer]``, ``[kafka.producer]`` and ``[kafka.admin]`` apply to one
+client role. A dotted name may be written unquoted (``security.protocol = "SSL"``): TOML
+reads it as nested tables, :func:`flatten_kafka` joins it back."""
+
+KAFKA_ROLES = ("consumer", "producer", "admin")
+
+
+def flatten_kafka(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``[kafka]`` with every nested table joined into dotted librdkafka names, role tables kept.
+
+    Without this, ``security.protocol = "SASL_SSL"`` written unquoted became a table that
+    no client received: the client connected in PLAINTEXT.
+
+    >>> flatten_kafka({"security": {"protocol": "SSL"}, "consumer": {"session": {"timeout": {"ms": 6000}}}}, "x")
+    {'security.protocol': 'SSL', 'consumer': {'session.timeout.ms': 6000}}
+    >>> flatten_kafka({"sasl": {"mechanisms": ["PLAIN"]}}, "x")
+    Traceback (most recent call last):
+    ...
+    stream_dec.errors.ConfigError: x: 'kafka.sasl.mechanisms' must be a string, number or boolean, got a list
+    """
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{source}: 'kafka' must be a table, got {type(table).__name__}")
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in KAFKA_ROLES:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: 'kafka.{key}' must be a table of {key} properties")
+            flat[key] = _joined(value, f"{key}.", source)
+        else:
+            flat.update(_joined({key: value}, "", source))
+    return flat
+
+
+def _joined(table: Mapping[str, Any], where: str, source: str) -> dict[str, KafkaValue]:
+    """Nested tables as dotted names; any value that is not a scalar is an error naming its key."""
+    flat: dict[str, KafkaValue] = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            for name, leaf in _joined(value, f"{where}{key}.", source).items():
+                flat[f"{key}.{name}"] = leaf
+        elif isinstance(value, (str, int, float, bool)):
+            flat[key] = value
+        else:
+            kind = {list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+            raise ConfigError(f"{source}: 'kafka.{where}{key}' must be a string, number or boolean, got {kind}")
+    return flat
 
 
 @dataclass(frozen=True)
@@ -568,6 +613,16 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
+    def __post_init__(self) -> None:
+        """Checks across sections: settings that are each valid but cannot work together."""
+        staging = self.reservoir.staging_capacity or self.reservoir.capacity
+        require(staging >= self.updater.min_initial, "updater.min_initial",
+                f"<= the staging capacity ({staging} samples), or the cold start never comes",
+                self.updater.min_initial)
+        require(self.reservoir.capacity >= self.model.clusters, "reservoir.capacity",
+                f">= model.clusters ({self.model.clusters}): KMeans needs a sample per centre",
+                self.reservoir.capacity)
+
 
 def kafka_settings(config: Config, role: Literal["consumer", "producer", "admin"]) -> dict[str, KafkaValue]:
     """``[kafka]``'s shared properties overlaid with ``[kafka.<role>]``'s."""
@@ -602,6 +657,8 @@ def load_config(path: str | Path | None, environ: Mapping[str, str] | None = Non
             raise ConfigError(f"{path}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if "kafka" in data:  # before the overrides, which name the dotted form
+        data["kafka"] = flatten_kafka(data["kafka"], source)
     overrides = _environment_overrides(os.environ if environ is None else environ)
     for keys, raw in overrides:
         _set_override(data, keys, raw)
@@ -628,7 +685,9 @@ def _set_override(data: dict, keys: list[str], raw: str) -> None:
         hints = typing.get_type_hints(hint) if dataclasses.is_dataclass(hint) else {}
         field_hint = hints.get(key)
         if last:
-            table[key] = _typed_env_value(raw, field_hint)
+            replaced = table.get(key)  # [kafka] has no field types: the value it replaces gives one
+            kafka_type = type(replaced) if hint is None and isinstance(replaced, (bool, int, float)) else None
+            table[key] = _typed_env_value(raw, field_hint or kafka_type)
         else:
             table = table.setdefault(key, {})
             hint = field_hint if field_hint is not None and dataclasses.is_dataclass(field_hint) else None
@@ -656,14 +715,27 @@ def masked(config: Config) -> dict[str, Any]:
             return [walk(v) for v in value]
         if isinstance(value, str) and value and any(word in key.lower() for word in SECRET_WORDS):
             return "***"
-        if isinstance(value, str) and "://" in value and "@" in value:
-            scheme, rest = value.split("://", 1)
-            return f"{scheme}://***@{rest.split('@', 1)[1]}"
+        if isinstance(value, str):
+            return masked_url(value)
         return value
 
     return walk(dataclasses.asdict(config))
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its credentials (``user:password@``) replaced by ``***``, for logs and errors.
+
+    >>> masked_url("rediss://app:hunter2@cache:6380/0"), masked_url("redis://127.0.0.1:6379/0")
+    ('rediss://***@cache:6380/0', 'redis://127.0.0.1:6379/0')
+    """
+    if "://" not in url or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+
+
 def config_from_mapping(data: Mapping[str, Any], *, source: str) -> Config:
     """Build a :class:`Config` from parsed TOML, naming ``source`` in any error."""
+    if "kafka" in data:
+        data = {**data, "kafka": flatten_kafka(data["kafka"], source)}
     return from_mapping(Config, data, source=source, error=ConfigError)

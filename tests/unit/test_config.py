@@ -1,4 +1,5 @@
 import dataclasses
+import re
 import tomllib
 import typing
 
@@ -105,3 +106,45 @@ def test_client_settings_layer_defaults_kafka_and_role_tables_and_forced_rules()
     assert consumer["enable.auto.commit"] is False  # forced: offsets are committed after delivery
     assert "queued.max.messages.kbytes" not in producer and producer["linger.ms"] == 20
     assert consumer_settings(config_from_mapping({}, source="inline"))["queued.max.messages.kbytes"] == 262144
+
+
+def test_unquoted_dotted_kafka_keys_reach_the_clients(tmp_path):
+    """`security.protocol = "SASL_SSL"` unquoted is a TOML table; it once vanished silently."""
+    from stream_dec.config import kafka_settings, load_config, masked
+
+    path = tmp_path / "c.toml"
+    path.write_text('[kafka]\nbootstrap.servers = "b:9092"\nsecurity.protocol = "SASL_SSL"\n'
+                    'sasl.mechanisms = "SCRAM-SHA-256"\nsasl.username = "app"\nsasl.password = "hunter2"\n'
+                    '\n[kafka.consumer]\nsession.timeout.ms = 6000\n\n[kafka.producer.linger]\nms = 20\n')
+    config = load_config(path, environ={"STREAM_DEC_KAFKA__CONSUMER__SESSION_TIMEOUT_MS": "7000",
+                                        "STREAM_DEC_KAFKA__SASL_PASSWORD": "from-env"})
+    consumer, producer = kafka_settings(config, "consumer"), kafka_settings(config, "producer")
+    assert consumer["security.protocol"] == "SASL_SSL" and consumer["sasl.username"] == "app"
+    assert consumer["sasl.password"] == "from-env" and producer["sasl.mechanisms"] == "SCRAM-SHA-256"
+    assert consumer["session.timeout.ms"] == 7000  # typed like the value it replaces
+    assert producer["linger.ms"] == 20 and "session.timeout.ms" not in producer
+    shown = masked(config)["kafka"]
+    assert shown["sasl.password"] == "***" and shown["security.protocol"] == "SASL_SSL"
+
+
+def test_a_kafka_value_that_is_not_a_scalar_names_its_key(tmp_path):
+    from stream_dec.config import load_config
+    from stream_dec.errors import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text('[kafka.consumer]\nsasl.mechanisms = ["PLAIN"]\n')
+    with pytest.raises(ConfigError, match=r"'kafka.consumer.sasl.mechanisms' must be a string, number or boolean"):
+        load_config(path, environ={})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"reservoir": {"capacity": 500}, "updater": {"min_initial": 2000}},
+     "'updater.min_initial' must be <= the staging capacity (500 samples), or the cold start never comes, got 2000"),
+    ({"reservoir": {"capacity": 4000, "staging_capacity": 1000}, "updater": {"min_initial": 2000}},
+     "'updater.min_initial' must be <= the staging capacity (1000 samples)"),
+    ({"reservoir": {"capacity": 5}, "updater": {"min_initial": 2}, "model": {"clusters": 10}},
+     "'reservoir.capacity' must be >= model.clusters (10): KMeans needs a sample per centre, got 5"),
+])
+def test_settings_that_cannot_work_together_are_one_clear_error(data, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config_from_mapping(data, source="c.toml")
