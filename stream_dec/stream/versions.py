@@ -99,26 +99,31 @@ class VersionFollower:
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10})
         self.consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         self.rejected = 0
+        self.position = 0
+        """The offset after the last record read: a caught-up :meth:`latest` returns at once."""
 
     def latest(self, current: int = 0, dim: int | None = None, timeout: float = 10.0) -> ModelVersion | None:
         """Read to the end of the topic; the newest valid version above ``current``, if any."""
         _, high = self.consumer.get_watermark_offsets(TopicPartition(self.topic, 0), timeout=timeout)
-        newest, position = None, 0
-        while position < high:
+        newest = None
+        while self.position < high:
             messages = self.consumer.consume(1000, 1.0)
             if not messages:
                 break
-            for message in messages:
-                position = message.offset() + 1 if message.error() is None else position
-                found = self._accept(message, current, dim)
-                if found is not None:
-                    newest, current = found, found.header.version
+            found = self._newest(messages, current, dim)
+            if found is not None:
+                newest, current = found, found.header.version
         return newest
 
     def poll(self, current: int, dim: int | None = None) -> ModelVersion | None:
         """Non-blocking: the newest valid version above ``current`` among records that arrived."""
+        return self._newest(self.consumer.consume(100, 0), current, dim)
+
+    def _newest(self, messages, current: int, dim: int | None) -> ModelVersion | None:
         newest = None
-        for message in self.consumer.consume(100, 0):
+        for message in messages:
+            if message.error() is None:
+                self.position = message.offset() + 1
             found = self._accept(message, current, dim)
             if found is not None:
                 newest, current = found, found.header.version

@@ -376,3 +376,16 @@ def test_updater_metrics_follow_the_gate(loop_service, gate):
     assert value("stream_dec_model_clusters") == 6
     assert 0 <= value("stream_dec_update_agreement", {"samples": "retained"}) <= 1
     assert value("stream_dec_update_seconds_count") == 2
+
+
+def test_a_caught_up_follower_answers_at_once(loop_service):
+    """latest() once waited a whole second for records that were not coming, on every call."""
+    config = loop_service
+    v1 = ModelVersion.load(config.labeler.model_dir)
+    publish(versions_producer(config), config.topics.versions, config.model.name, v1)
+    reader = follower(config)
+    assert reader.latest().header.version == 1
+    started = time.monotonic()
+    assert reader.latest(current=1) is None
+    assert time.monotonic() - started < 0.5
+    reader.close()
