@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -293,7 +292,7 @@ def run_serve(args: argparse.Namespace) -> None:
     from stream_dec.model.predictor import Predictor
     from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.kafka import client_settings, consumer_settings, producer_settings
-    from stream_dec.stream.labeler import Labeler, commit_callback
+    from stream_dec.stream.labeler import Labeler, commit_callback, transactional_id
     from stream_dec.stream.observability import LabelerMetrics, serve
     from stream_dec.stream.versions import VersionFollower
 
@@ -319,10 +318,10 @@ def run_serve(args: argparse.Namespace) -> None:
     if config.reservoir.sample_rate > 0:
         reservoir = reservoirs.Reservoir(reservoirs.connect(config.redis), config.model.name,
                                          config.reservoir.capacity, config.reservoir.staging_capacity or None)
-    transactional_id = f"{config.labeler.group_id}-{os.getpid()}" if config.labeler.delivery == "exactly-once" else None
+    transactional = transactional_id(config.labeler) if config.labeler.delivery == "exactly-once" else None
     predictor = Predictor(version, config.labeler.device) if version else None
     consumer = Consumer({**consumer_settings(config), "on_commit": commit_callback(metrics)})
-    labeler = Labeler(config, predictor, consumer, Producer(producer_settings(config, transactional_id)),
+    labeler = Labeler(config, predictor, consumer, Producer(producer_settings(config, transactional)),
                       metrics=metrics, follower=follower, reservoir=reservoir)
     if config.metrics.port:
         serve(labeler.metrics.registry, config.metrics.host, config.metrics.port)
@@ -332,15 +331,11 @@ def run_serve(args: argparse.Namespace) -> None:
 
 def run_update_loop(args: argparse.Namespace) -> None:
     import redis
-    from confluent_kafka import Producer
 
     from stream_dec.logs import configure_logging
     from stream_dec.stream import reservoir as reservoirs
-    from stream_dec.stream.kafka import VERSION_BYTES, client_settings, producer_settings
-    from stream_dec.stream.lease import Lease
-    from stream_dec.stream.observability import UpdaterMetrics, serve
-    from stream_dec.stream.updater import Updater
-    from stream_dec.stream.versions import VersionFollower
+    from stream_dec.stream.observability import serve
+    from stream_dec.stream.updater import build_updater
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
@@ -349,16 +344,7 @@ def run_update_loop(args: argparse.Namespace) -> None:
         client.ping()
     except redis.RedisError as exc:
         raise StreamDecError(f"cannot reach Redis at {masked_url(config.redis.url)}: {exc}") from None
-    name = config.model.name
-    reservoir = reservoirs.Reservoir(client, name, config.reservoir.capacity,
-                                     config.reservoir.staging_capacity or None)
-    metrics = UpdaterMetrics()
-    lease = Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms,
-                  on_renewal_error=metrics.lease_errors.inc)
-    follower = VersionFollower(client_settings(config, "consumer"), config.topics.versions, name,
-                               on_error=metrics.version_errors.inc)
-    updater = Updater(config, reservoir, lease, Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
-                      follower, seed=config.train.seed, metrics=metrics)
+    updater = build_updater(config, client)
     if config.metrics.port:
         serve(updater.metrics.registry, config.metrics.host, config.metrics.port)
     _stop_on_signals(updater.stop)

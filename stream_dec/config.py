@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from stream_dec.errors import ConfigError
-from stream_dec.typed import from_mapping, require
+from stream_dec.typed import SECRET_WORDS, from_mapping, require
 
 
 @dataclass(frozen=True)
@@ -458,6 +458,12 @@ class LabelerConfig:
     startup_timeout_s
         At start-up, how long to wait for the broker (reading the versions topic) before
         exiting with an error.
+    instance_id
+        This replica's name in the group, for exactly-once delivery: the producer's
+        ``transactional.id`` is ``<group_id>-<instance_id>``. It must be stable across
+        restarts of one replica (so a restart fences its own zombie) and unique across
+        replicas (or they fence each other). Empty (default): the host name, which is
+        both in Docker Compose and in a Kubernetes StatefulSet.
     """
 
     group_id: str = "stream-dec-labelers"
@@ -479,6 +485,7 @@ class LabelerConfig:
     retry_backoff_max_ms: int = 5_000
     log_interval_s: float = 10.0
     startup_timeout_s: float = 10.0
+    instance_id: str = ""
 
     def __post_init__(self) -> None:
         require(self.input_dim >= 0, "input_dim", ">= 0", self.input_dim)
@@ -560,6 +567,11 @@ class UpdaterConfig:
         Lifetime of the leader lease; the holder renews it every third of that.
     poll_s
         Seconds between trigger checks.
+    transactional
+        Publish versions through a transactional producer (``transactional.id``
+        ``stream-dec-updater-<model>``), so a new leader fences the previous one's
+        producer. False for a broker without transactions: the epoch check every reader
+        makes still keeps one history.
     """
 
     update_every: int = 5_000
@@ -568,6 +580,7 @@ class UpdaterConfig:
     max_loss_increase: float = 0.001
     lease_ttl_ms: int = 15_000
     poll_s: float = 1.0
+    transactional: bool = True
 
     def __post_init__(self) -> None:
         require(self.update_every >= 1, "update_every", ">= 1", self.update_every)
@@ -632,7 +645,6 @@ def kafka_settings(config: Config, role: Literal["consumer", "producer", "admin"
 
 
 ENV_PREFIX = "STREAM_DEC_"
-SECRET_WORDS = ("password", "secret", "token", "jaas", "ssl.key")
 
 
 def load_config(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Config:

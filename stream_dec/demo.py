@@ -29,12 +29,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from stream_dec.config import Config, kafka_settings
 from stream_dec.continual.scenarios import scenario_windows
 from stream_dec.model.metrics import cluster_accuracy
-from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, ensure_topics, producer_settings
+from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
-from stream_dec.stream.lease import Lease
 from stream_dec.stream.reservoir import Reservoir
-from stream_dec.stream.updater import Updater
-from stream_dec.stream.versions import VersionFollower, decode_record
+from stream_dec.stream.updater import Updater, build_updater
+from stream_dec.stream.versions import VersionFollower
 
 
 @dataclass(frozen=True)
@@ -104,13 +103,10 @@ class DriftRun:
         ensure_topics(config)
         client = redis.Redis.from_url(config.redis.url)
         name = config.model.name
-        follower = lambda: VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name)  # noqa: E731
         labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
-                          follower=follower(), reservoir=Reservoir(client, name, config.reservoir.capacity))
-        updater = Updater(config, Reservoir(client, name, config.reservoir.capacity),
-                          Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms),
-                          Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}), follower(),
-                          seed=config.train.seed)
+                          follower=VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name),
+                          reservoir=Reservoir(client, name, config.reservoir.capacity))
+        updater = build_updater(config, client)
         stop = threading.Event()
         threads = [threading.Thread(target=labeler.run, daemon=True), threading.Thread(target=updater.run, daemon=True),
                    threading.Thread(target=self._read_labels, args=(stop,), daemon=True),
@@ -185,20 +181,12 @@ class DriftRun:
             time.sleep(0.005)
 
     def _version_headers(self) -> dict:
-        consumer = Consumer({**kafka_settings(self.config, "consumer"), "group.id": uuid.uuid4().hex,
-                             "enable.auto.commit": False})
-        partition = TopicPartition(self.config.topics.versions, 0, OFFSET_BEGINNING)
-        consumer.assign([partition])
-        _, high = consumer.get_watermark_offsets(partition, timeout=10)
-        headers, position = {}, 0
-        while position < high:
-            for message in consumer.consume(100, 1.0):
-                if message.error() is None:
-                    position = message.offset() + 1
-                    version = decode_record(message.value(), source="demo")
-                    headers[version.header.version] = version.header
-        consumer.close()
-        return headers
+        """Every version's header, as any reader of the versions topic accepts them."""
+        follower = VersionFollower(kafka_settings(self.config, "consumer"), self.config.topics.versions,
+                                   self.config.model.name)
+        follower.latest()
+        follower.close()
+        return dict(follower.accepted)
 
     def _rows(self, headers: dict) -> list[VersionRow]:
         by_version: dict[int, list[dict]] = {}

@@ -30,12 +30,24 @@ from typing import Any, Literal, Mapping, TypeVar
 
 T = TypeVar("T")
 
+SECRET_WORDS = ("password", "secret", "token", "jaas", "ssl.key")
+"""A key holding one of these is a secret: its value never appears in an error message or log."""
+
+
+def shown(key: str, value: Any) -> str:
+    """``value`` as an error message may quote it: ``'***'`` for a secret key.
+
+    >>> shown("redis.password", "hunter2"), shown("labeler.max_batch", -1)
+    ("'***'", '-1')
+    """
+    return "'***'" if any(word in key.lower() for word in SECRET_WORDS) else repr(value)
+
 
 class InvalidValue(ValueError):
     """A field's value is impossible; :func:`from_mapping` adds the source and section."""
 
     def __init__(self, key: str, expected: str, value: Any) -> None:
-        super().__init__(f"'{key}' must be {expected}, got {value!r}")
+        super().__init__(f"'{key}' must be {expected}, got {shown(key, value)}")
         self.key, self.expected, self.value = key, expected, value
 
 
@@ -49,7 +61,7 @@ def from_mapping(cls: type[T], data: Any, *, source: str, error: type[Exception]
     """Build dataclass ``cls`` from ``data``; raise ``error`` naming ``source`` and the key."""
     where = prefix.rstrip(".") or "top level"
     if not isinstance(data, Mapping):
-        raise error(f"{source}: '{where}' must be a table, got {data!r}")
+        raise error(f"{source}: '{where}' must be a table, got {shown(where, data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in data:
@@ -59,7 +71,7 @@ def from_mapping(cls: type[T], data: Any, *, source: str, error: type[Exception]
     try:
         return cls(**kwargs)
     except InvalidValue as exc:
-        raise error(f"{source}: '{prefix}{exc.key}' must be {exc.expected}, got {exc.value!r}") from None
+        raise error(f"{source}: '{prefix}{exc.key}' must be {exc.expected}, got {shown(exc.key, exc.value)}") from None
     except TypeError as exc:  # a required field is missing
         raise error(f"{source}: '{where}': {exc}") from None
 
@@ -71,7 +83,7 @@ def _coerce(hint: Any, value: Any, source: str, error: type[Exception], key: str
     origin, args = typing.get_origin(hint), typing.get_args(hint)
 
     def wrong(expected: str) -> Exception:
-        return error(f"{source}: '{key}' must be {expected}, got {value!r}")
+        return error(f"{source}: '{key}' must be {expected}, got {shown(key, value)}")
 
     if origin is Literal:
         if value not in args:

@@ -73,6 +73,9 @@ class VersionHeader:
         Numbers measured when it was made (loss, drift, agreement, ...).
     sha256
         Hex digest of the safetensors bytes.
+    epoch
+        Fencing epoch of the updater lease under which it was published (0: not published
+        by an updater): readers reject a record from an epoch older than one they saw.
     """
 
     dims: tuple[int, ...]
@@ -85,6 +88,7 @@ class VersionHeader:
     created_at: str = ""
     strategy: str = "train"
     metrics: dict[str, float] = field(default_factory=dict)
+    epoch: int = 0
     format: str = FORMAT
 
     def __post_init__(self) -> None:
@@ -93,6 +97,7 @@ class VersionHeader:
         require(0 < self.alpha < math.inf, "alpha", "finite and > 0", self.alpha)
         require(0 <= self.latent_radius < math.inf, "latent_radius", "finite and >= 0", self.latent_radius)
         require(self.version >= 1, "version", ">= 1", self.version)
+        require(self.epoch >= 0, "epoch", ">= 0", self.epoch)
         require(self.parent is None or 1 <= self.parent < self.version, "parent", "None or in [1, version)", self.parent)
         require(len(self.sha256) == 64, "sha256", "a 64-digit hex digest", self.sha256)
         require(self.format == FORMAT, "format", repr(FORMAT), self.format)
@@ -136,6 +141,10 @@ class ModelVersion:
             sha256=hashlib.sha256(save_tensors(tensors)).hexdigest(),
         )
         return cls(header, tensors)
+
+    def stamped(self, epoch: int) -> ModelVersion:
+        """This version carrying the fencing ``epoch`` it is published under (the tensors are shared)."""
+        return dataclasses.replace(self, header=dataclasses.replace(self.header, epoch=epoch))
 
     def to_bytes(self) -> tuple[bytes, bytes]:
         """(header JSON, safetensors bytes), the form stored on disk and on the topic."""

@@ -38,6 +38,7 @@ class Predictor:
     def __init__(self, version: ModelVersion, device: str = "auto") -> None:
         self.device = resolve_device(device)
         self.model = version.to_model(self.device)
+        self.header = version.header
         self.version = version.header.version
         self.dim = version.header.dims[0]
         self._pinned: torch.Tensor | None = None

@@ -37,6 +37,7 @@ batch, so a fixed deployment resumes where it stopped.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections import deque
@@ -63,6 +64,15 @@ SLOW_BROKER_S = 1.0
 
 DETAIL_BYTES = 1024
 """Longest ``error-detail`` or ``content-type`` header of a dead letter (both may quote producer input)."""
+
+
+def transactional_id(settings: LabelerConfig) -> str:
+    """The exactly-once producer's ``transactional.id``: ``<group_id>-<instance_id or host name>``.
+
+    Stable across restarts of one replica and unique across replicas (it was
+    ``<group_id>-<PID>``: PID 1 in every container, so replicas fenced each other).
+    """
+    return f"{settings.group_id}-{settings.instance_id or socket.gethostname()}"
 
 
 def input_limits(settings: LabelerConfig) -> InputLimits:

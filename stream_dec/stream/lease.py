@@ -1,8 +1,11 @@
-"""A Redis lease: at most one holder at a time, lost if not renewed.
+"""A Redis lease: at most one holder at a time, lost if not renewed, with a fencing epoch.
 
-``SET key token NX PX ttl`` acquires; renew and release are Lua scripts that act only
-if the key still holds this holder's token, so a holder whose lease expired (and was
-taken by another) cannot extend or delete the new holder's lease.
+Acquire, renew and release are Lua scripts that act only if the key still holds this
+holder's token, so a holder whose lease expired (and was taken by another) cannot
+extend or delete the new holder's lease. Each acquisition also increments
+``<key>:epoch``: the holder's :attr:`Lease.epoch` is larger than every earlier holder's,
+so what it writes (a version record carries it) can be told apart from a late write of
+a holder that was paused past its lease (a fencing token).
 """
 
 from __future__ import annotations
@@ -17,6 +20,14 @@ import redis
 
 log = logging.getLogger(__name__)
 
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('INCR', KEYS[2]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(redis.call('GET', KEYS[2]))
+end
+return 0
+"""
 _RENEW = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -32,13 +43,20 @@ class Lease:
                  on_renewal_error: Callable[[], None] | None = None) -> None:
         self.client, self.key, self.ttl_ms = client, key, ttl_ms
         self.on_renewal_error = on_renewal_error or (lambda: None)
+        self.epoch_key = f"{key}:epoch"
         self.token = uuid.uuid4().hex
+        self.epoch = 0
+        """The fencing epoch of our last acquisition (0: never held)."""
+        self._acquire = client.register_script(_ACQUIRE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
     def acquire(self) -> bool:
-        """Take the lease if nobody holds it (or renew it if we do)."""
-        return bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms)) or self.renew()
+        """Take the lease if nobody holds it (a new, larger :attr:`epoch`), or renew it if we do."""
+        epoch = int(self._acquire(keys=[self.key, self.epoch_key], args=[self.token, self.ttl_ms]))
+        if epoch:
+            self.epoch = epoch
+        return bool(epoch)
 
     def renew(self) -> bool:
         """Extend our lease; False if it is no longer ours."""

@@ -38,6 +38,7 @@ import numpy as np
 import redis
 
 from stream_dec.config import RedisConfig
+from stream_dec.errors import StreamDecError
 
 _HEADER = struct.Struct("<dH")
 
@@ -63,8 +64,9 @@ return before + count
 _CYCLE = """
 local window, staging, seen, kept_key, dropped_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local capacity = tonumber(ARGV[1])
+if ARGV[2] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[2] then return {-1, 0} end
 local records, keep, dropped = {}, {}, {}
-for i = 2, #ARGV do keep[ARGV[i]] = true end
+for i = 3, #ARGV do keep[ARGV[i]] = true end
 local old = redis.call('HGETALL', window)
 for i = 1, #old, 2 do
   if keep[old[i]] then table.insert(records, old[i + 1]) else table.insert(dropped, old[i + 1]) end
@@ -101,6 +103,10 @@ def pack(identifier: str, arrived: float, vector: np.ndarray) -> bytes:
     if len(raw) > MAX_ID_BYTES:
         raw = raw[:MAX_ID_BYTES].decode("utf-8", errors="ignore").encode("utf-8")
     return _HEADER.pack(arrived, len(raw)) + raw + np.asarray(vector, "<f4").tobytes()
+
+
+class LeaseLost(StreamDecError):
+    """A fenced reservoir operation found the updater lease held by someone else."""
 
 
 class BadSample(ValueError):
@@ -176,13 +182,21 @@ class Reservoir:
                 return
             self.seen_bound = -1 - answer  # a cycle reset the count: offer the whole batch again
 
-    def cycle(self, replace_fraction: float, rng: np.random.Generator) -> tuple[int, int]:
-        """Atomically rebuild the window; return (retained, total) sizes."""
+    def cycle(self, replace_fraction: float, rng: np.random.Generator,
+              lease: tuple[str, str] | None = None) -> tuple[int, int]:
+        """Atomically rebuild the window; return (retained, total) sizes.
+
+        ``lease`` = (key, token): cycle only while that Redis key still holds the token (the
+        check runs inside the script), else raise :class:`LeaseLost` and change nothing.
+        """
         size = self.client.hlen(self.keys["window"])
         keep = size - int(round(replace_fraction * size)) if size else 0
         slots = rng.choice(size, size=keep, replace=False) if keep else []
-        kept, total = self._cycle(keys=[self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")],
-                                  args=[self.capacity, *[int(s) for s in slots]])
+        lease_key, token = lease or ("", "")
+        keys = [self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")] + [lease_key or self.keys["kept"]]
+        kept, total = self._cycle(keys=keys, args=[self.capacity, token, *[int(s) for s in slots]])
+        if kept < 0:
+            raise LeaseLost(f"the lease {lease_key} is no longer held by this updater; the window was not cycled")
         return int(kept), int(total)
 
     def window(self, dim: int | None = None) -> WindowSamples:

@@ -2,7 +2,9 @@
 
 Each pass of :meth:`Updater.run`:
 
-1. hold the lease (a second updater waits here; a dead holder's lease expires);
+1. hold the lease (a second updater waits here; a dead holder's lease expires); on
+   taking it, start the tenure: fence the previous leader's producer and write the
+   lease's epoch marker (:class:`~stream_dec.stream.versions.VersionPublisher`);
 2. catch up with the versions topic (the newest valid version is the current one);
 3. when due (``update_every`` new samples offered, or ``interval_s`` passed):
    cycle the reservoir window, then
@@ -14,8 +16,10 @@ Each pass of :meth:`Updater.run`:
      samples the cycle dropped (:meth:`Reservoir.held_out`), which the update never saw:
      a strategy that chooses by the retained samples at hand (``grow``, ``recentre``)
      can keep them and still relabel more old samples than it reports;
-4. renew the lease, then publish the new version; a failed gate keeps the current
-   version and logs why.
+4. renew the lease, then publish the new version, stamped with the lease's epoch: a
+   publish that lands after a newer leader's marker (this one was paused past its
+   lease) is rejected by every reader; a failed gate keeps the current version and logs
+   why. The reservoir cycle, too, runs only while the lease is ours (checked in Redis).
 
 Every step is counted in :class:`~stream_dec.stream.observability.UpdaterMetrics`
 (served on ``[metrics] port``); each gate decision is one log line (``event: gate``).
@@ -35,18 +39,18 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 import torch
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 
 from stream_dec.config import Config
 from stream_dec.continual import Update, Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.finetune import ENCODER_PREFIX
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.model.metrics import label_agreement
-from stream_dec.stream.kafka import Backoff
+from stream_dec.stream.kafka import VERSION_BYTES, Backoff, client_settings, producer_settings
 from stream_dec.stream.lease import Lease
 from stream_dec.stream.observability import UpdaterMetrics
-from stream_dec.stream.reservoir import Reservoir
-from stream_dec.stream.versions import VersionFollower, publish
+from stream_dec.stream.reservoir import LeaseLost, Reservoir
+from stream_dec.stream.versions import Fenced, VersionFollower, VersionPublisher
 
 log = logging.getLogger("stream_dec.updater")
 
@@ -54,12 +58,14 @@ log = logging.getLogger("stream_dec.updater")
 class Updater:
     """One updater process; see the module docstring."""
 
-    def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, producer: Producer,
+    def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, publisher: VersionPublisher,
                  follower: VersionFollower, seed: int = 0, metrics: UpdaterMetrics | None = None) -> None:
         """``cycles``, ``published``, ``rejections``, ``failures`` and :attr:`metrics` record what this
         updater did."""
         self.config = config
-        self.reservoir, self.lease, self.producer, self.follower = reservoir, lease, producer, follower
+        self.reservoir, self.lease, self.publisher, self.follower = reservoir, lease, publisher, follower
+        self.tenure = 0
+        """The lease epoch whose marker this updater wrote (0: none yet, or fenced since)."""
         self.rng = np.random.default_rng(seed)
         self.stop = threading.Event()
         self.current: ModelVersion | None = None
@@ -86,9 +92,7 @@ class Updater:
         try:
             while not self.stop.is_set():
                 try:
-                    leader = self.lease.acquire()
-                    self.metrics.leader.set(int(leader))
-                    if not leader:
+                    if not self.lead():
                         if not waiting_logged:
                             log.info("another updater holds the lease (%s); waiting", self.lease.holder())
                             waiting_logged = True
@@ -119,6 +123,24 @@ class Updater:
             except redis.RedisError as exc:
                 log.warning("could not release the lease (%s); it expires by itself", exc)
 
+    def lead(self) -> bool:
+        """Hold the lease (step 1); True while this updater is the leader.
+
+        On taking it (a new epoch), start the tenure before anything else: fence older
+        leaders and mark the epoch on the versions topic (:meth:`begin_tenure`).
+        """
+        leader = self.lease.acquire()
+        self.metrics.leader.set(int(leader))
+        if leader and self.tenure != self.lease.epoch:
+            self.begin_tenure()
+        return leader
+
+    def begin_tenure(self) -> None:
+        """Just took the lease: fence older leaders and mark the epoch on the topic, before reading it."""
+        self.publisher.begin_tenure(self.lease.epoch)
+        self.tenure = self.lease.epoch
+        log.info("holding the lease, epoch %d: older leaders are fenced", self.tenure)
+
     def catch_up(self) -> None:
         """Adopt the newest valid version on the topic (another updater may have published)."""
         current = self.current.header.version if self.current else 0
@@ -148,7 +170,12 @@ class Updater:
         self.cycles += 1
         self.metrics.cycles.inc()
         fraction = self.config.reservoir.replace_fraction if self.current else 1.0
-        self.reservoir.cycle(fraction, self.rng)
+        try:
+            self.reservoir.cycle(fraction, self.rng, lease=(self.lease.key, self.lease.token))
+        except LeaseLost as exc:
+            self.metrics.updates.labels("lease_lost").inc()
+            log.warning("%s", exc)
+            return None
         dim = self.current.header.dims[0] if self.current else None
         window = self.reservoir.window(dim)
         held_out = self.reservoir.held_out(window.X.shape[1]) if self.current else None
@@ -172,8 +199,16 @@ class Updater:
             self.metrics.updates.labels("lease_lost").inc()
             log.warning("lost the lease during the update; version %d not published", candidate.header.version)
             return None
-        log.info("publishing version %d", candidate.header.version)
-        publish(self.producer, self.config.topics.versions, self.config.model.name, candidate)
+        candidate = candidate.stamped(self.lease.epoch)
+        log.info("publishing version %d (lease epoch %d)", candidate.header.version, candidate.header.epoch)
+        try:
+            self.publisher.publish(candidate)
+        except Fenced as exc:
+            self.tenure = 0
+            self.metrics.updates.labels("lease_lost").inc()
+            log.warning("%s", exc)
+            return None
+        self.follower.adopt(candidate)
         self._adopt(candidate)
         self.metrics.updates.labels("published").inc()
         self.published.append(candidate.header.version)
@@ -217,6 +252,23 @@ class Updater:
         log.info("promotion gate: %s (held-out agreement %s)", "pass" if verdict.passed else "fail",
                  "n/a" if verdict.held_out_agreement is None else f"{verdict.held_out_agreement:.4f}",
                  extra={"fields": fields})
+
+
+def build_updater(config: Config, client: redis.Redis, metrics: UpdaterMetrics | None = None) -> Updater:
+    """An :class:`Updater` wired from ``config``: reservoir and lease on ``client``, publisher and
+    follower on the versions topic, failures counted in ``metrics``."""
+    metrics = metrics or UpdaterMetrics()
+    name = config.model.name
+    publisher = VersionPublisher({**producer_settings(config), "message.max.bytes": VERSION_BYTES},
+                                 config.topics.versions, name, transactional=config.updater.transactional)
+    return Updater(config,
+                   Reservoir(client, name, config.reservoir.capacity, config.reservoir.staging_capacity or None),
+                   Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms,
+                         on_renewal_error=metrics.lease_errors.inc),
+                   publisher,
+                   VersionFollower(client_settings(config, "consumer"), config.topics.versions, name,
+                                   on_error=metrics.version_errors.inc),
+                   seed=config.train.seed, metrics=metrics)
 
 
 @dataclass(frozen=True)

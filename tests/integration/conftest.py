@@ -6,6 +6,7 @@ test session on a free port; each test gets its own topic names.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import time
@@ -14,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_dec.config import ModelConfig, TrainConfig, config_from_mapping
 from stream_dec.local import free_port, start_tansu, wait_for_port  # noqa: F401  (re-exported to tests)
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.stream.kafka import ensure_topics
+from stream_dec.stream.updater import Updater, build_updater
 from tests.conftest import wordnet_slice
 from tests.integration.reliability import Row, table
 
@@ -97,6 +100,33 @@ def service(broker, model_dir, tmp_path):
     path = tmp_path / "service.toml"
     path.write_text(to_toml(data))
     return config, path
+
+
+FAST_TRAIN = {"pretrain_epochs": 5, "max_epochs": 1, "n_init": 2, "batch_size": 64, "device": "cpu"}
+
+
+@pytest.fixture()
+def loop_service(service):
+    """The labeler service plus a small reservoir, a fast cold start and a unique model name."""
+    config, _ = service
+    name = config.topics.embeddings.replace("emb-", "model-")
+    config = dataclasses.replace(
+        config,
+        model=dataclasses.replace(config.model, name=name, clusters=6, hidden_dims=(32,), latent_dim=8),
+        train=dataclasses.replace(config.train, **FAST_TRAIN),
+        reservoir=dataclasses.replace(config.reservoir, capacity=300),
+        updater=dataclasses.replace(config.updater, min_initial=300, update_every=150, lease_ttl_ms=2000,
+                                    poll_s=0.2),
+    )
+    yield config
+    client = redis.Redis()
+    for key in client.scan_iter(f"stream-dec:{name}:*"):
+        client.delete(key)
+
+
+def make_updater(config) -> Updater:
+    """The updater of ``loop_service``'s model, as `stream-dec update-loop` builds it."""
+    return build_updater(config, redis.Redis())
 
 
 def to_toml(data: dict, prefix: str = "") -> str:

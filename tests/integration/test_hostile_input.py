@@ -17,10 +17,9 @@ import redis
 
 from stream_dec.stream.reservoir import Reservoir
 from tests.conftest import wordnet_slice
-from tests.integration.conftest import float32_record, json_record, produce, read_all
+from tests.integration.conftest import float32_record, json_record, make_updater, produce, read_all
 from tests.integration.reliability import account, dead_offset, source_offset
 from tests.integration.test_labeler import Running
-from tests.integration.test_updater import loop_service, make_updater  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -129,7 +128,7 @@ def test_fuzzed_payloads_are_dead_lettered_and_good_ones_labelled(loop_service, 
     assert {"é" * 2048, "𝄞" * 1024, "", "9223372036854775808", "-1"} <= labelled_ids  # within the limits
     assert not {"é" * 2049, "a" * 4097, "1.5", "True"} & labelled_ids
     updater = make_updater(config)  # the updater trains on what was sampled, whatever its ids
-    assert updater.lease.acquire()
+    assert updater.lead()
     assert updater.update() is not None and updater.failures == 0
     window = reservoir.window()
     assert len(window.ids) == config.reservoir.capacity and window.removed == 0

@@ -27,6 +27,7 @@ from tests.integration.conftest import (
     float32_record,
     free_port,
     json_record,
+    make_updater,
     produce,
     read_all,
     to_toml,
@@ -34,7 +35,6 @@ from tests.integration.conftest import (
 )
 from tests.integration.reliability import Row, account, dead_offset, source_offset
 from tests.integration.test_labeler import Running
-from tests.integration.test_updater import loop_service, make_updater  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -118,7 +118,7 @@ def test_a_long_multibyte_id_reaches_the_updater_and_reads_back(loop_service, re
     labels, dead = drain(config, len(records))
     running.stop()
     updater = make_updater(config)
-    assert updater.lease.acquire()
+    assert updater.lead()
     published = updater.update()  # the cold start reads every sampled id back
     window = reservoir.window()
     reliability(Row("id of 65,534 UTF-8 bytes through labeler, reservoir and updater", inputs=len(inputs),
@@ -141,7 +141,7 @@ def test_unreadable_reservoir_samples_are_removed_and_the_updater_carries_on(loo
     reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(0))
     client.hset(reservoir.keys["staging"], mapping={"0": b"\x01\x02", "1": pack("narrow", 0.0, np.ones(7))})
     updater = make_updater(config)
-    assert updater.lease.acquire()
+    assert updater.lead()
     published = updater.update()
     reliability(Row("unreadable reservoir samples (corrupt, other width)", dead_lettered=2,
                     crashes=int(published is None)))

@@ -27,14 +27,22 @@ from stream_dec.model.metrics import label_agreement
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
-from stream_dec.stream.lease import Lease
 from stream_dec.stream.observability import serve
 from stream_dec.stream.reservoir import Reservoir
 from stream_dec.stream.updater import Updater
-from stream_dec.stream.versions import MAGIC, VersionFollower, VersionRejected, decode_record, encode_record, publish
+from stream_dec.stream.versions import (
+    MAGIC,
+    VersionFollower,
+    VersionRejected,
+    decode_record,
+    encode_record,
+    epoch_key,
+    publish,
+)
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import (
     float32_record,
+    make_updater,
     free_port,
     produce,
     read_all,
@@ -46,36 +54,6 @@ from tests.integration.conftest import (
 from tests.integration.reliability import Row, account
 
 pytestmark = pytest.mark.integration
-
-FAST_TRAIN = {"pretrain_epochs": 5, "max_epochs": 1, "n_init": 2, "batch_size": 64, "device": "cpu"}
-
-
-@pytest.fixture()
-def loop_service(service, tmp_path):
-    """The labeler service plus a small reservoir, a fast cold start and a unique model name."""
-    config, path = service
-    name = config.topics.embeddings.replace("emb-", "model-")
-    config = dataclasses.replace(
-        config,
-        model=dataclasses.replace(config.model, name=name, clusters=6, hidden_dims=(32,), latent_dim=8),
-        train=dataclasses.replace(config.train, **FAST_TRAIN),
-        reservoir=dataclasses.replace(config.reservoir, capacity=300),
-        updater=dataclasses.replace(config.updater, min_initial=300, update_every=150, lease_ttl_ms=2000,
-                                    poll_s=0.2),
-    )
-    yield config
-    client = redis.Redis()
-    for key in client.scan_iter(f"stream-dec:{name}:*"):
-        client.delete(key)
-
-
-def make_updater(config) -> Updater:
-    client = redis.Redis()
-    return Updater(config, Reservoir(client, config.model.name, config.reservoir.capacity),
-                   Lease(client, f"stream-dec:{config.model.name}:updater-lease", config.updater.lease_ttl_ms),
-                   Producer({**producer_settings(config), "message.max.bytes": VERSION_BYTES}),
-                   VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name))
-
 
 def follower(config) -> VersionFollower:
     return VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name)
@@ -131,10 +109,15 @@ def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(
     header_bytes = json.dumps(header).encode()
     pickled = MAGIC + len(header_bytes).to_bytes(4, "big") + header_bytes + evil
     wrong_shape = encode_record(ModelVersion.from_model(DEC((100, 8), 6), version=3))
+    deep = b'{"a": ' * 5000 + b"1" + b"}" * 5000
+    deep_json = MAGIC + len(deep).to_bytes(4, "big") + deep + good[8 + header_length:]
+    infinite = json.dumps(json.loads(good[8:8 + header_length]) | {"latent_radius": 1e999}).encode()
+    inf_radius = MAGIC + len(infinite).to_bytes(4, "big") + infinite + good[8 + header_length:]
     producer = versions_producer(config)
     for key, value in [(config.model.name, bytes(tampered)), (config.model.name, good[:200]),
                        (config.model.name, pickled), (config.model.name, wrong_shape),
-                       (config.model.name, encode_record(v1)), ("other-model", good), (config.model.name, b"junk")]:
+                       (config.model.name, encode_record(v1)), ("other-model", good), (config.model.name, b"junk"),
+                       (config.model.name, deep_json), (config.model.name, inf_radius)]:
         producer.produce(config.topics.versions, value, key.encode())
     producer.flush(10)
     watcher = follower(config)
@@ -144,9 +127,10 @@ def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(
     deadline, found = time.monotonic() + 10, None
     while found is None and time.monotonic() < deadline:  # the follower also sees records that arrive later
         found = watcher.poll(1, 384)
-    reliability(Row("hostile version records (checksum, truncated, pickle, shapes, stale, key, junk) + 1 good",
-                    inputs=8, labels=None, lost=int(found is None), duplicates=None, dead_lettered=rejected))
-    assert adopted is None and rejected == 7
+    reliability(Row("hostile version records (checksum, truncated, pickle, shapes, stale, key, junk, deep JSON, "
+                    "infinite radius) + 1 good", inputs=10, labels=None, lost=int(found is None), duplicates=None,
+                    dead_lettered=rejected))
+    assert adopted is None and rejected == 9
     assert found is not None and found.header.version == 2
 
 
@@ -195,11 +179,17 @@ def run_until_published(updater: Updater, timeout: float = 60.0) -> Updater:
     return updater
 
 
+def version_messages(config, timeout: float = 3.0) -> list:
+    """The records of the versions topic, in order, without the updaters' epoch markers."""
+    records = read_all(config.kafka["bootstrap.servers"], config.topics.versions, 10**6, timeout=timeout)
+    return [m for m in records if m.key() != epoch_key(config.model.name)]
+
+
 def versions_on_topic(config) -> list[int]:
-    """Version numbers of every record on the versions topic, in order; -1 for a record that fails to decode."""
-    records = read_all(config.kafka["bootstrap.servers"], config.topics.versions, 10**6, timeout=3)
+    """Version numbers of every version record on the versions topic, in order; -1 for one that fails to
+    decode (the updaters' epoch markers are left out)."""
     numbers = []
-    for message in records:
+    for message in version_messages(config):
         try:
             numbers.append(decode_record(message.value(), source="test", model=config.model.name,
                                          key=message.key()).header.version)
@@ -362,7 +352,7 @@ def test_updater_metrics_follow_the_gate(loop_service, gate):
         assert value("stream_dec_model_version") == 2 and 'stream_dec_model_version 2.0' in scraped
         assert 'stream_dec_updates_total{outcome="published"} 2.0' in scraped
         v1, v2 = (decode_record(m.value(), source="test", model=config.model.name, key=m.key()).to_model()
-                  for m in read_all(config.kafka["bootstrap.servers"], config.topics.versions, 2))
+                  for m in version_messages(config))
         dropped = reservoir.held_out().X
         assert len(dropped) == 150  # the cold-start window's dropped half
         assert held_out == label_agreement(v1.predict(dropped)[0], v2.predict(dropped)[0])
@@ -389,3 +379,28 @@ def test_a_caught_up_follower_answers_at_once(loop_service):
     assert reader.latest(current=1) is None
     assert time.monotonic() - started < 0.5
     reader.close()
+
+
+@pytest.mark.reliability
+def test_a_diverged_fine_tune_is_rejected_and_the_current_version_keeps_serving(loop_service, reliability):
+    """A fine-tune whose learning rate blows the weights up to Inf/NaN: the gate fails closed
+    (NaN compares false with every limit), nothing is published, version 1 stays current."""
+    config = loop_service
+    config = dataclasses.replace(config, update=dataclasses.replace(
+        config.update, strategy="refit", min_agreement=0.0, max_drift=1e30,
+        finetune=dataclasses.replace(config.update.finetune, lr=1e20, epochs=1.0)),
+        updater=dataclasses.replace(config.updater, max_loss_increase=1e30))
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=22)
+    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(6))
+    updater = make_updater(config)
+    assert updater.lead()
+    assert updater.update().header.version == 1
+    reservoir.offer([f"t{i}" for i in range(150)], X[:150], time.time(), np.random.default_rng(7))
+    candidate = updater.update()
+    reliability(Row("diverged fine-tune (NaN/Inf candidate) at the promotion gate", inputs=1, lost=0,
+                    duplicates=int(candidate is not None), dead_lettered=len(updater.rejections),
+                    crashes=updater.failures))
+    assert candidate is None and updater.published == [1] and updater.current.header.version == 1
+    assert "NaN or Inf" in updater.rejections[0]
+    assert updater.metrics.registry.get_sample_value("stream_dec_gate_failures_total", {"check": "limits"}) == 1

@@ -148,3 +148,11 @@ def test_a_kafka_value_that_is_not_a_scalar_names_its_key(tmp_path):
 def test_settings_that_cannot_work_together_are_one_clear_error(data, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         config_from_mapping(data, source="c.toml")
+
+
+def test_a_secret_is_never_quoted_in_an_error(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[redis]\npassword = 12345678\n')
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, environ={})
+    assert "12345678" not in str(raised.value) and "'redis.password' must be a string, got '***'" in str(raised.value)

@@ -50,3 +50,15 @@ def test_refused_commits_are_counted_and_logged(caplog):
     with caplog.at_level(logging.WARNING, logger="stream_dec.labeler"):
         callback(KafkaError(KafkaError.REBALANCE_IN_PROGRESS), [TopicPartition("emb", 0, 10)])
     assert metrics.commit_failures._value.get() == 1 and "commit failed" in caplog.text
+
+
+def test_the_exactly_once_identity_is_stable_per_replica_and_unique_across_replicas():
+    """It was <group>-<PID>: PID 1 in every container, so compose replicas fenced each other."""
+    import socket
+
+    from stream_dec.config import LabelerConfig
+    from stream_dec.stream.labeler import transactional_id
+
+    default = LabelerConfig(group_id="labelers")
+    assert transactional_id(default) == transactional_id(default) == f"labelers-{socket.gethostname()}"
+    assert transactional_id(LabelerConfig(group_id="labelers", instance_id="labeler-2")) == "labelers-labeler-2"
