@@ -288,6 +288,7 @@ def run_serve(args: argparse.Namespace) -> None:
     import torch
     from confluent_kafka import Consumer, KafkaException, Producer
 
+    from stream_dec.config import kafka_settings
     from stream_dec.logs import configure_logging
     from stream_dec.model.predictor import Predictor
     from stream_dec.stream import reservoir as reservoirs
@@ -305,8 +306,10 @@ def run_serve(args: argparse.Namespace) -> None:
     try:
         version = follower.latest(timeout=config.labeler.startup_timeout_s)
     except KafkaException as exc:
+        protocol = kafka_settings(config, "consumer").get("security.protocol", "PLAINTEXT")
         raise StreamDecError(f"cannot read the versions topic '{config.topics.versions}' at "
-                             f"{config.kafka.get('bootstrap.servers')}: {exc.args[0]}") from None
+                             f"{config.kafka.get('bootstrap.servers')} (security.protocol {protocol}): "
+                             f"{exc.args[0]}") from None
     model_dir = args.model or config.labeler.model_dir
     if version is None and model_dir:
         version = ModelVersion.load(model_dir)
@@ -316,8 +319,10 @@ def run_serve(args: argparse.Namespace) -> None:
                           f"'[labeler] input_dim' and '[reservoir] sample_rate' > 0")
     reservoir = None
     if config.reservoir.sample_rate > 0:
-        reservoir = reservoirs.Reservoir(reservoirs.connect(config.redis), config.model.name,
-                                         config.reservoir.capacity, config.reservoir.staging_capacity or None)
+        client = reservoirs.connect(config.redis)
+        _check_redis(client, config.redis.url, outage_is_fatal=False)
+        reservoir = reservoirs.Reservoir(client, config.model.name, config.reservoir.capacity,
+                                         config.reservoir.staging_capacity or None)
     transactional = transactional_id(config.labeler) if config.labeler.delivery == "exactly-once" else None
     predictor = Predictor(version, config.labeler.device) if version else None
     consumer = Consumer({**consumer_settings(config), "on_commit": commit_callback(metrics)})
@@ -330,8 +335,6 @@ def run_serve(args: argparse.Namespace) -> None:
 
 
 def run_update_loop(args: argparse.Namespace) -> None:
-    import redis
-
     from stream_dec.logs import configure_logging
     from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.observability import serve
@@ -340,15 +343,29 @@ def run_update_loop(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
     client = reservoirs.connect(config.redis)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise StreamDecError(f"cannot reach Redis at {masked_url(config.redis.url)}: {exc}") from None
+    _check_redis(client, config.redis.url, outage_is_fatal=True)
     updater = build_updater(config, client)
     if config.metrics.port:
         serve(updater.metrics.registry, config.metrics.host, config.metrics.port)
     _stop_on_signals(updater.stop)
     updater.run()
+
+
+def _check_redis(client, url: str, outage_is_fatal: bool) -> None:
+    """Ping Redis at start-up: refused credentials or permissions are a configuration error
+    (exit 2); an outage is one too for the updater, only a warning for a labeler (its
+    labels do not need Redis). The URL is shown with its credentials masked."""
+    import redis
+
+    try:
+        client.ping()
+    except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
+        raise StreamDecError(f"Redis at {masked_url(url)} refused the credentials: {exc}") from None
+    except redis.RedisError as exc:
+        if outage_is_fatal:
+            raise StreamDecError(f"cannot reach Redis at {masked_url(url)}: {exc}") from None
+        log.warning("Redis at %s does not answer (%s): samples are skipped until it does; labels flow",
+                    masked_url(url), exc)
 
 
 def _stop_on_signals(stop) -> None:

@@ -535,14 +535,37 @@ class ReservoirConfig:
 
 @dataclass(frozen=True)
 class RedisConfig:
-    """Redis connection. ``url`` may carry a password; prefer ``password`` from the environment."""
+    """Redis connection.
+
+    Parameters
+    ----------
+    url
+        ``redis://host:port/db``, or ``rediss://`` for TLS. It may carry
+        ``user:password@``; prefer ``username`` and ``password`` (from the environment).
+    username, password
+        An ACL user (Redis 6+; empty: the default user) and its password.
+    tls_ca_file, tls_cert_file, tls_key_file
+        With ``rediss://``: the CA that signed the server's certificate (empty: the
+        system's), and a client certificate and key when the server asks for one.
+    socket_timeout_s
+        Connect and read timeout.
+    """
 
     url: str = "redis://127.0.0.1:6379/0"
+    username: str = ""
     password: str = ""
+    tls_ca_file: str = ""
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
     socket_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
         require(self.socket_timeout_s > 0, "socket_timeout_s", "> 0", self.socket_timeout_s)
+        tls_files = self.tls_ca_file or self.tls_cert_file or self.tls_key_file
+        require(not tls_files or self.url.startswith("rediss://"), "url", "a rediss:// URL when a tls_* file is set",
+                masked_url(self.url))
+        require(bool(self.tls_cert_file) == bool(self.tls_key_file), "tls_key_file",
+                "set together with tls_cert_file", self.tls_key_file)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from typing import Callable
 
 import numpy as np
 import orjson
-import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_dec.config import Config, kafka_settings
@@ -31,7 +30,7 @@ from stream_dec.continual.scenarios import scenario_windows
 from stream_dec.model.metrics import cluster_accuracy
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
-from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.reservoir import Reservoir, connect
 from stream_dec.stream.updater import Updater, build_updater
 from stream_dec.stream.versions import VersionFollower
 
@@ -101,7 +100,7 @@ class DriftRun:
     def run(self, on_status: Callable[[Status], None] | None = None, timeout_per_step: float = 900) -> list[VersionRow]:
         config = self.config
         ensure_topics(config)
-        client = redis.Redis.from_url(config.redis.url)
+        client = connect(config.redis)
         name = config.model.name
         labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                           follower=VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name),

@@ -253,5 +253,8 @@ def _slot_order(slot: bytes) -> float:
 
 def connect(config: RedisConfig) -> redis.Redis:
     """A Redis client from ``[redis]`` (connects lazily, on the first command)."""
-    return redis.Redis.from_url(config.url, password=config.password or None,
-                                socket_timeout=config.socket_timeout_s, socket_connect_timeout=config.socket_timeout_s)
+    tls = {key: value for key, value in (("ssl_ca_certs", config.tls_ca_file), ("ssl_certfile", config.tls_cert_file),
+                                         ("ssl_keyfile", config.tls_key_file)) if value}
+    return redis.Redis.from_url(config.url, username=config.username or None, password=config.password or None,
+                                socket_timeout=config.socket_timeout_s, socket_connect_timeout=config.socket_timeout_s,
+                                **tls)

@@ -84,7 +84,7 @@ def test_exactly_once_mode_commits_labels_and_offsets_together(service):
     # The labels really went through transactions: each commit wrote a control record (marker)
     # into the labels topic, an offset no consumer sees. Without transactions the log holds the
     # labels alone. (Tansu 0.6 does not hide aborted records from read_committed readers, so an
-    # aborted batch cannot be shown invisible here; see docs/security-and-fencing.md.)
+    # aborted batch cannot be shown invisible here; see docs/security.md.)
     consumer = Consumer({"bootstrap.servers": config.kafka["bootstrap.servers"], "group.id": "watermarks"})
     entries = sum(consumer.get_watermark_offsets(TopicPartition(config.topics.labels, p), timeout=10)[1]
                   for p in range(3))
