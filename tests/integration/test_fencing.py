@@ -14,12 +14,11 @@ import time
 
 import numpy as np
 import pytest
-import redis
 from confluent_kafka import Consumer, Producer
 
 from stream_dec.stream.kafka import consumer_settings, producer_settings
 from stream_dec.stream.labeler import Labeler
-from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.reservoir import Reservoir, connect
 from stream_dec.stream.versions import VersionFollower, VersionRejected
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import make_updater
@@ -63,7 +62,7 @@ def wait_until(condition, timeout: float = 60.0, what: str = "") -> None:
 
 def offer(config, n: int, seed: int) -> None:
     X, _ = wordnet_slice(classes=6, per_class=50, seed=seed)
-    Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity).offer(
+    Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity).offer(
         [f"s{seed}-{i}" for i in range(n)], X[:n], time.time(), np.random.default_rng(seed))
 
 
@@ -79,7 +78,7 @@ def test_a_leader_paused_past_its_lease_cannot_fork_the_history(loop_service, re
     watcher = VersionFollower(consumer_settings(config), config.topics.versions, config.model.name)
     labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                       follower=VersionFollower(consumer_settings(config), config.topics.versions, config.model.name),
-                      reservoir=Reservoir(redis.Redis(), config.model.name, 300))
+                      reservoir=Reservoir(connect(config.redis), config.model.name, 300))
     first, second = make_updater(config), make_updater(config)
     first.publisher = PausedBeforePublish(first.publisher, pause_at=2)  # v1 goes out; v2 is held
     stop_watching = threading.Event()

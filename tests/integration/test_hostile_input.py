@@ -13,9 +13,8 @@ import numpy as np
 import orjson
 import pytest
 
-import redis
 
-from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.reservoir import Reservoir, connect
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import float32_record, json_record, make_updater, produce, read_all
 from tests.integration.reliability import account, dead_offset, source_offset
@@ -102,7 +101,7 @@ def test_fuzzed_payloads_are_dead_lettered_and_good_ones_labelled(loop_service, 
             records.append(record)
             good_keys.add(record[0])
     inputs = produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
-    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
     running = Running(config, reservoir=reservoir)
     bootstrap = config.kafka["bootstrap.servers"]
     deadline = time.monotonic() + 180

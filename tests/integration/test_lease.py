@@ -9,26 +9,27 @@ import pytest
 import redis
 
 from stream_dec.stream.lease import Lease
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def key():
+def key(redis_client):
     name = f"stream-dec:test-lease:{uuid.uuid4().hex}"
     yield name
-    redis.Redis().delete(name)
+    redis_client.delete(name)
 
 
-def test_one_holder_and_the_lease_expires_without_renewal(key):
-    first, second = Lease(redis.Redis(), key, 300), Lease(redis.Redis(), key, 300)
+def test_one_holder_and_the_lease_expires_without_renewal(key, redis_client):
+    first, second = Lease(redis_client, key, 300), Lease(redis_client, key, 300)
     assert first.acquire() and not second.acquire()
     time.sleep(0.4)
     assert not first.renew() and second.acquire()
 
 
-def test_kept_renews_through_a_block_longer_than_the_lifetime(key):
-    lease, rival = Lease(redis.Redis(), key, 300), Lease(redis.Redis(), key, 300)
+def test_kept_renews_through_a_block_longer_than_the_lifetime(key, redis_client):
+    lease, rival = Lease(redis_client, key, 300), Lease(redis_client, key, 300)
     assert lease.acquire()
     with lease.kept() as lost:
         time.sleep(1.0)  # > 3 lifetimes
@@ -36,11 +37,11 @@ def test_kept_renews_through_a_block_longer_than_the_lifetime(key):
     assert not lost.is_set() and lease.renew()
 
 
-def test_kept_reports_a_lease_taken_by_another_holder(key):
-    lease, rival = Lease(redis.Redis(), key, 300), Lease(redis.Redis(), key, 300)
+def test_kept_reports_a_lease_taken_by_another_holder(key, redis_client):
+    lease, rival = Lease(redis_client, key, 300), Lease(redis_client, key, 300)
     assert lease.acquire()
     with lease.kept() as lost:
-        redis.Redis().delete(key)  # e.g. expired during a long pause of this process
+        redis_client.delete(key)  # e.g. expired during a long pause of this process
         assert rival.acquire()
         assert lost.wait(1.0)
     assert not lease.renew() and lease.holder() == rival.token
@@ -48,8 +49,6 @@ def test_kept_reports_a_lease_taken_by_another_holder(key):
 
 def test_renewal_errors_are_counted_and_logged_not_swallowed(key, caplog):
     """Redis unreachable during a long update: each failed renewal is counted and logged."""
-    from tests.integration.conftest import free_port
-
     errors = []
     client = redis.Redis("127.0.0.1", free_port(), socket_connect_timeout=0.2, socket_timeout=0.2)
     lease = Lease(client, key, 300, on_renewal_error=lambda: errors.append(1))

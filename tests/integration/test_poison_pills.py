@@ -15,13 +15,12 @@ import uuid
 import numpy as np
 import orjson
 import pytest
-import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from stream_dec.config import config_from_mapping
 from stream_dec.local import tansu_binary
 from stream_dec.stream.kafka import consumer_settings, ensure_topics
-from stream_dec.stream.reservoir import Reservoir, pack
+from stream_dec.stream.reservoir import Reservoir, connect, pack
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import (
     float32_record,
@@ -113,7 +112,7 @@ def test_a_long_multibyte_id_reaches_the_updater_and_reads_back(loop_service, re
     records[5] = (b"a", orjson.dumps({"id": long_id, "embedding": X[5].tolist()}), None)
     records[6] = (b"b", orjson.dumps({"id": too_long, "embedding": X[6].tolist()}), None)
     inputs = produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
-    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
     running = Running(config, reservoir=reservoir)
     labels, dead = drain(config, len(records))
     running.stop()
@@ -135,7 +134,7 @@ def test_unreadable_reservoir_samples_are_removed_and_the_updater_carries_on(loo
     rest, removes both and counts them; no crash loop. A read removes a field that is not a
     slot number too."""
     config = loop_service
-    client = redis.Redis()
+    client = connect(config.redis)
     reservoir = Reservoir(client, config.model.name, config.reservoir.capacity)
     X, _ = wordnet_slice(classes=5, per_class=50, seed=33)
     reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(0))

@@ -1,8 +1,7 @@
-"""The Redis reservoir against real Redis servers (the machine's, and private AOF ones)."""
+"""The Redis reservoir against real Redis servers (the session's, and private AOF ones)."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 import uuid
@@ -13,17 +12,14 @@ import redis
 
 from stream_dec.stream.reservoir import Reservoir, unpack
 from tests.conftest import wordnet_slice
-from tests.integration.conftest import free_port, wait_for_port
+from tests.integration.conftest import free_port, redis_binary, wait_for_port
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture()
-def client():
-    connection = redis.Redis("127.0.0.1", 6379)
-    connection.ping()
-    yield connection
-    connection.close()
+def client(redis_client):
+    return redis_client
 
 
 @pytest.fixture()
@@ -102,7 +98,7 @@ def test_cycle_keeps_exactly_half_and_refills_from_staging(client, name):
 
 
 def test_redis_restart_with_aof_keeps_the_window(tmp_path):
-    server = shutil.which("redis-server")
+    server = redis_binary()
     port = free_port()
     command = [server, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path), "--appendonly", "yes",
                "--appendfsync", "always", "--save", ""]

@@ -215,9 +215,12 @@ def test_a_labeler_whose_redis_credentials_are_refused_says_so_in_one_line(secur
     """Refused Redis credentials stop a labeler at start-up (a configuration error), the URL's
     credentials masked."""
     port, ca = secure_redis
-    _, service_path = service
-    path = write(tmp_path / "c.toml", service_path.read_text() +
-                 f'\n[redis]\nurl = "rediss://app:wrong-{SECRET}@127.0.0.1:{port}/0"\ntls_ca_file = "{ca}"\n')
+    config, service_path = service
+    text = service_path.read_text()
+    assert f'"url" = "{config.redis.url}"' in text
+    path = write(tmp_path / "c.toml", text.replace(f'"url" = "{config.redis.url}"',
+                                                   f'"url" = "rediss://app:wrong-{SECRET}@127.0.0.1:{port}/0"\n'
+                                                   f'"tls_ca_file" = "{ca}"'))
     result = serve(path)
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr[-2000:]
     assert "refused the credentials" in result.stderr and "rediss://***@127.0.0.1" in result.stderr

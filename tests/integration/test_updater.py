@@ -16,7 +16,6 @@ import urllib.request
 import numpy as np
 import orjson
 import pytest
-import redis
 from confluent_kafka import Consumer, Producer
 
 from stream_dec.config import TranslateConfig, kafka_settings
@@ -28,7 +27,7 @@ from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
 from stream_dec.stream.observability import serve
-from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.reservoir import Reservoir, connect
 from stream_dec.stream.updater import Updater
 from stream_dec.stream.versions import (
     MAGIC,
@@ -54,6 +53,7 @@ from tests.integration.conftest import (
 from tests.integration.reliability import Row, account
 
 pytestmark = pytest.mark.integration
+
 
 def follower(config) -> VersionFollower:
     return VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, config.model.name)
@@ -137,7 +137,7 @@ def test_hostile_version_records_are_rejected_and_the_labeler_keeps_its_version(
 def test_two_updaters_one_publishes(loop_service):
     config = loop_service
     X, _ = wordnet_slice(classes=6, per_class=50, seed=14)
-    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
     reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(0))
     updaters = [make_updater(config), make_updater(config)]
     threads = [threading.Thread(target=u.run, daemon=True) for u in updaters]
@@ -161,7 +161,7 @@ def updater_toml(config, path) -> list[str]:
             "topics": dataclasses.asdict(config.topics),
             "model": {**dataclasses.asdict(config.model), "hidden_dims": list(config.model.hidden_dims)},
             "train": dataclasses.asdict(config.train), "update": dataclasses.asdict(config.update),
-            "reservoir": dataclasses.asdict(config.reservoir),
+            "reservoir": dataclasses.asdict(config.reservoir), "redis": dataclasses.asdict(config.redis),
             "updater": dataclasses.asdict(config.updater), "log": {"format": "text", "level": "INFO"}}
     path.write_text(to_toml(data))
     return [sys.executable, "-m", "stream_dec", "update-loop", "--config", str(path)]
@@ -203,7 +203,7 @@ def test_updater_killed_mid_update_the_next_takes_over_after_the_lease(loop_serv
     config = loop_service
     slow = dataclasses.replace(config, train=dataclasses.replace(config.train, pretrain_epochs=400))
     X, _ = wordnet_slice(classes=6, per_class=50, seed=15)
-    Reservoir(redis.Redis(), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
+    Reservoir(connect(config.redis), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
                                                             np.random.default_rng(1))
     log_path = tmp_path / "first.log"
     first = subprocess.Popen(updater_toml(slow, tmp_path / "updater.toml"), stderr=open(log_path, "w"))
@@ -211,7 +211,7 @@ def test_updater_killed_mid_update_the_next_takes_over_after_the_lease(loop_serv
     first.send_signal(signal.SIGKILL)  # mid fine-tune: the lease is never released
     first.wait(10)
     half_published = follower(config).latest()
-    Reservoir(redis.Redis(), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
+    Reservoir(connect(config.redis), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
                                                             np.random.default_rng(2))
     second = make_updater(config)
     lease_held = not second.lease.acquire()  # the dead updater's lease is still there ...
@@ -242,7 +242,7 @@ def test_updater_killed_mid_publish_labelers_keep_a_whole_version(loop_service, 
         ensure_topics(config)
         publish(versions_producer(config), config.topics.versions, config.model.name, v1)
         X, _ = wordnet_slice(classes=6, per_class=50, seed=19)
-        Reservoir(redis.Redis(), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
+        Reservoir(connect(config.redis), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
                                                                 np.random.default_rng(3))
         labeler = Labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
                           Producer(producer_settings(config)), follower=follower(config))
@@ -262,7 +262,7 @@ def test_updater_killed_mid_publish_labelers_keep_a_whole_version(loop_service, 
         inputs |= produce(bootstrap, config.topics.embeddings, [float32_record(f"b{i}", x) for i, x in enumerate(X)])
         labels = read_all(bootstrap, config.topics.labels, 2 * len(X), timeout=60)
         landed = versions_on_topic(config)  # [1] or [1, 2]: the request may have reached the broker whole
-        Reservoir(redis.Redis(), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
+        Reservoir(connect(config.redis), config.model.name, 300).offer([f"t{i}" for i in range(300)], X, time.time(),
                                                                 np.random.default_rng(4))
         second = run_until_published(make_updater(config))
         numbers = versions_on_topic(config)
@@ -292,7 +292,7 @@ def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
     config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, input_dim=384, model_dir=""),
                                  updater=dataclasses.replace(config.updater, update_every=10**6, interval_s=1e6))
     labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
-                      follower=follower(config), reservoir=Reservoir(redis.Redis(), config.model.name, 300))
+                      follower=follower(config), reservoir=Reservoir(connect(config.redis), config.model.name, 300))
     updater = make_updater(config)
     threads = [threading.Thread(target=labeler.run, daemon=True), threading.Thread(target=updater.run, daemon=True)]
     for t in threads:
@@ -325,7 +325,7 @@ def test_updater_metrics_follow_the_gate(loop_service, gate):
     config = dataclasses.replace(config, update=dataclasses.replace(config.update, **limits),
                                  updater=dataclasses.replace(config.updater, max_loss_increase=10.0))
     X, _ = wordnet_slice(classes=6, per_class=50, seed=20)
-    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
     reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(5))
     updater = make_updater(config)
     port = free_port()
@@ -391,7 +391,7 @@ def test_a_diverged_fine_tune_is_rejected_and_the_current_version_keeps_serving(
         finetune=dataclasses.replace(config.update.finetune, lr=1e20, epochs=1.0)),
         updater=dataclasses.replace(config.updater, max_loss_increase=1e30))
     X, _ = wordnet_slice(classes=6, per_class=50, seed=22)
-    reservoir = Reservoir(redis.Redis(), config.model.name, config.reservoir.capacity)
+    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
     reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(6))
     updater = make_updater(config)
     assert updater.lead()
