@@ -28,6 +28,7 @@ from stream_dec.model import ModelVersion, fit_dec, resolve_device
 from stream_dec.model.metrics import clustering_scores
 
 log = logging.getLogger("stream_dec")
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Continual clustering of embedding streams with Deep Embedded Clustering (DEC).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS,
+                        help="log verbosity on stderr (default: INFO; also accepted after the command)")
+    common = argparse.ArgumentParser(add_help=False)  # --log-level after the command too
+    common.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
                         help="log verbosity on stderr (default: INFO)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train a DEC model on an embedding file",
+    train = commands.add_parser("train", parents=[common], help="train a DEC model on an embedding file",
                                 description="Pretrain the autoencoder, initialise centres with KMeans, "
                                             "self-train, and write version 1 of the model to MODEL_DIR.")
     train.add_argument("--data", required=True, type=Path, help="embeddings: .npz (X, optional y), .npy or .csv")
@@ -52,33 +56,36 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace MODEL_DIR if it holds anything")
     train.set_defaults(handler=run_train)
 
-    predict = commands.add_parser("predict", help="label an embedding file with a trained model",
+    predict = commands.add_parser("predict", parents=[common], help="label an embedding file with a trained model",
                                   description="Write the cluster id of every row (int64 .npy); when the file "
                                               "has labels, print one JSON line with acc, nmi and ari.")
     predict.add_argument("--model", required=True, type=Path, metavar="MODEL_DIR", help="directory written by train")
     predict.add_argument("--data", required=True, type=Path, help="embeddings: .npz, .npy or .csv")
     predict.add_argument("--out", type=Path, default=Path("labels.npy"), metavar="LABELS.npy",
-                         help="where to write the cluster ids (default: labels.npy)")
+                         help="where to write the cluster ids (default: labels.npy; .npy is added when missing)")
     predict.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="default: auto")
     predict.set_defaults(handler=run_predict)
 
-    update = commands.add_parser("update", help="apply one continual update to a model",
+    update = commands.add_parser("update", parents=[common], help="apply one continual update to a model",
                                  description="Apply an update strategy to MODEL_DIR on a window of samples and "
                                              "write version = old + 1 to NEW_MODEL_DIR. Prints the report as one "
                                              "JSON line. An update that permutes cluster ids or breaks the limits "
                                              "in [update] is not written (exit 1) unless --force is given.")
-    update.add_argument("--model", required=True, type=Path, metavar="MODEL_DIR")
+    update.add_argument("--model", required=True, type=Path, metavar="MODEL_DIR",
+                        help="the current version (a directory written by train or update)")
     update.add_argument("--data", required=True, type=Path, metavar="WINDOW_FILE",
                         help="the new window (.npz may carry a boolean 'retained' array)")
-    update.add_argument("--strategy", required=True, choices=STRATEGIES)
-    update.add_argument("--out", required=True, type=Path, metavar="NEW_MODEL_DIR")
+    update.add_argument("--strategy", required=True, choices=STRATEGIES, metavar="STRATEGY",
+                        help=f"one of {', '.join(STRATEGIES)} (see README: Continual updates)")
+    update.add_argument("--out", required=True, type=Path, metavar="NEW_MODEL_DIR",
+                        help="where to write the new version (refused if it holds anything, unless --overwrite)")
     update.add_argument("--config", type=Path, help="TOML config ([update] section)")
     update.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     update.add_argument("--force", action="store_true", help="write the new version even if it fails the limits")
     update.add_argument("--overwrite", action="store_true", help="replace NEW_MODEL_DIR if it holds anything")
     update.set_defaults(handler=run_update)
 
-    evaluate = commands.add_parser("evaluate", help="run the continual-update experiment",
+    evaluate = commands.add_parser("evaluate", parents=[common], help="run the continual-update experiment",
                                    description="Train DEC on a window, then repeatedly replace half of it with "
                                                "unseen samples and apply each strategy; write results.json, "
                                                "results.md and PNG plots to DIR and print the table. With both "
@@ -104,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "(frontier.md, frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
 
-    serve = commands.add_parser("serve", help="run one real-time labeler",
+    serve = commands.add_parser("serve", parents=[common], help="run one real-time labeler",
                                 description="Consume embeddings, label them with the model, produce labels and "
                                             "dead letters, commit after delivery. SIGTERM/SIGINT finish the batch "
                                             "in flight, commit and leave the consumer group.")
@@ -113,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="model to start with when the versions topic has none (overrides [labeler] model_dir)")
     serve.set_defaults(handler=run_serve)
 
-    loop = commands.add_parser("update-loop", help="run the updater (one active per model, elected through Redis)",
+    loop = commands.add_parser("update-loop", parents=[common],
+                               help="run the updater (one active per model, elected through Redis)",
                                description="Cycle the Redis reservoir and publish new model versions to the "
                                            "versions topic: a cold-start training, then the [update] strategy "
                                            "behind the promotion gate. A second updater waits for the lease. "
@@ -121,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     loop.add_argument("--config", required=True, type=Path, help="TOML config (e.g. config/updater.toml)")
     loop.set_defaults(handler=run_update_loop)
 
-    demo = commands.add_parser("demo", help="run the whole system locally on a drifting stream",
+    demo = commands.add_parser("demo", parents=[common], help="run the whole system locally on a drifting stream",
                                description="Start a local Kafka-compatible broker (Tansu) and redis-server, replay "
                                            "real text embeddings with a drifting class mix through a labeler and the "
                                            "updater, show a live view, then a summary and a PNG plot. Everything "
@@ -135,9 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=run_demo)
 
-    config = commands.add_parser("config", help="configuration tools")
+    config = commands.add_parser("config", parents=[common], help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_commands.add_parser("check", help="validate a config file and print the effective config",
+    check = config_commands.add_parser("check", parents=[common],
+                                       help="validate a config file and print the effective config",
                                        description="Validate FILE (plus STREAM_DEC_* environment overrides) and "
                                                    "print the effective configuration as JSON, secrets masked.")
     check.add_argument("file", type=Path, metavar="FILE")
@@ -178,9 +187,10 @@ def run_predict(args: argparse.Namespace) -> dict:
     _check_width(version, data)
     model = version.to_model(resolve_device(args.device))
     labels, _ = model.predict(data.X)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.out, labels)
-    result = {"out": str(args.out), "rows": len(labels), "version": version.header.version}
+    out = args.out if args.out.suffix == ".npy" else args.out.with_name(args.out.name + ".npy")  # as np.save names it
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out, labels)
+    result = {"out": str(out), "rows": len(labels), "version": version.header.version}
     if data.y is not None:
         result |= clustering_scores(data.y, labels)
     return result

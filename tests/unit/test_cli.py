@@ -169,3 +169,32 @@ def test_update_with_overwrite_replaces_its_own_model_directory_atomically(capsy
     assert header["version"] == 2 and header["parent"] == 1
     assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.safetensors"]
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left beside it
+
+
+def test_predict_reports_the_file_it_really_wrote(capsys, trained, wordnet_file, tmp_path):
+    """np.save adds .npy to a name without it; the report once named the file that was not written."""
+    status, stdout, _ = run(capsys, "predict", "--model", str(trained), "--data", str(wordnet_file),
+                            "--out", str(tmp_path / "p.txt"))
+    assert status == 0 and json.loads(stdout)["out"] == str(tmp_path / "p.txt.npy")
+    assert (tmp_path / "p.txt.npy").is_file() and not (tmp_path / "p.txt").exists()
+
+
+def test_log_level_is_accepted_after_the_command(capsys, trained, wordnet_file, tmp_path):
+    from stream_dec.cli import build_parser
+
+    args = build_parser().parse_args(["predict", "--model", "m", "--data", "d", "--log-level", "WARNING"])
+    assert args.log_level == "WARNING"
+    assert build_parser().parse_args(["predict", "--model", "m", "--data", "d"]).log_level == "INFO"
+    status, _, _ = run(capsys, "predict", "--model", str(trained), "--data", str(wordnet_file),
+                       "--out", str(tmp_path / "l.npy"), "--log-level", "ERROR")
+    assert status == 0
+
+
+def test_update_help_names_every_strategy_and_argument(capsys):
+    from stream_dec.config import STRATEGIES
+
+    with pytest.raises(SystemExit):
+        main(["update", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(name in text for name in STRATEGIES)
+    assert "the current version" in text and "where to write the new version" in text
