@@ -112,7 +112,7 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
             y = archive["y"] if "y" in archive.files else None
             retained = archive["retained"] if "retained" in archive.files else None
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable .npz archive ({exc})") from None
+        raise DataError(f"{path}: not a readable .npz archive: {_numpy_reason(exc)}") from None
     return X, y, retained
 
 
@@ -120,7 +120,14 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        raise DataError(f"{path}: not a readable .npy array: {_numpy_reason(exc)}") from None
+
+
+def _numpy_reason(exc: Exception) -> str:
+    """numpy's reason for refusing a file, without its advice to unpickle it (never safe for data files)."""
+    if "pickle" in str(exc):
+        return "not an array file (numpy read it as pickled data, which stream-dec never loads)"
+    return str(exc)
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

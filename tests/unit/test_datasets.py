@@ -100,3 +100,11 @@ def test_unreadable_and_unknown_files(tmp_path):
         load_dataset(write(tmp_path, "junk.npz", "not a zip"))
     with pytest.raises(DataError, match="unsupported file type '.txt'"):
         load_dataset(write(tmp_path, "x.txt", "1,2"))
+
+
+@pytest.mark.parametrize("name", ["bad.npz", "bad.npy"])
+def test_a_corrupt_array_file_is_refused_without_advice_to_unpickle(tmp_path, name):
+    (tmp_path / name).write_bytes(b"not an archive at all")
+    with pytest.raises(DataError) as raised:
+        load_dataset(tmp_path / name)
+    assert "allow_pickle" not in str(raised.value) and "never loads" in str(raised.value)
