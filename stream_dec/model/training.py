@@ -189,7 +189,7 @@ def self_train(
     model.eval()
     return SelfTrainReport(
         iterations=iteration,
-        epochs=iteration * batch_size / len(X),
+        epochs=iteration / np.ceil(len(X) / batch_size),  # passes: a short last batch is a whole step of one
         loss=interval_loss / max(interval_steps, 1),
         label_change=change,
         converged=converged,

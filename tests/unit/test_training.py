@@ -33,3 +33,11 @@ def test_self_training_stops_on_tol(wordnet_small):
     X, _ = wordnet_small
     _, report = fit_dec(X, SMALL, dataclasses.replace(FAST, tol=0.5, update_interval=5, max_epochs=50), n_clusters=6)
     assert report.self_train.converged and report.self_train.epochs < 50
+
+
+def test_epochs_reported_never_exceed_max_epochs(wordnet_small):
+    """600 rows in batches of 64 is 10 steps a pass (the last one short): the report said 3.2 for 3."""
+    X, _ = wordnet_small
+    assert len(X) % FAST.batch_size  # a short last batch
+    _, report = fit_dec(X, SMALL, dataclasses.replace(FAST, tol=0.0), n_clusters=6)
+    assert not report.self_train.converged and report.self_train.epochs == FAST.max_epochs
