@@ -387,7 +387,9 @@ def _stop_on_signals(stop) -> None:
 
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, a model output folder that already holds something."""
-    if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
+    from stream_dec.model.checkpoint import occupied
+
+    if occupied(out) and not overwrite:
         raise CheckpointError(f"{out}: exists and is not empty (a model there may be another version's parent); "
                               f"choose another folder or pass --overwrite")
 

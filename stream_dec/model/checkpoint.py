@@ -182,7 +182,7 @@ class ModelVersion:
         their parent); otherwise :class:`CheckpointError`.
         """
         directory = Path(directory)
-        if directory.exists() and not overwrite and (not directory.is_dir() or any(directory.iterdir())):
+        if occupied(directory) and not overwrite:
             raise CheckpointError(f"{directory}: exists and is not empty; refusing to replace it")
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
@@ -222,6 +222,11 @@ class ModelVersion:
         state = {k: v for k, v in self.tensors.items() if k not in self.auxiliary_tensors}
         model.load_state_dict(state)
         return model.to(device).eval()
+
+
+def occupied(path: Path) -> bool:
+    """Whether ``path`` holds something a model written there would replace (a file, or a non-empty folder)."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def _replace(new: Path, target: Path) -> None:
