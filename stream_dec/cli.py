@@ -302,13 +302,14 @@ def run_serve(args: argparse.Namespace) -> None:
     from stream_dec.logs import configure_logging
     from stream_dec.model.predictor import Predictor
     from stream_dec.stream import reservoir as reservoirs
-    from stream_dec.stream.kafka import client_settings, consumer_settings, producer_settings
+    from stream_dec.stream.kafka import check_settings, client_settings, consumer_settings, producer_settings
     from stream_dec.stream.labeler import Labeler, commit_callback, transactional_id
     from stream_dec.stream.observability import LabelerMetrics, serve
     from stream_dec.stream.versions import VersionFollower
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
+    check_settings(config)
     torch.set_num_threads(config.labeler.threads)
     metrics = LabelerMetrics()
     follower = VersionFollower(client_settings(config, "consumer"), config.topics.versions, config.model.name,
@@ -348,10 +349,12 @@ def run_update_loop(args: argparse.Namespace) -> None:
     from stream_dec.logs import configure_logging
     from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.observability import serve
+    from stream_dec.stream.kafka import check_settings
     from stream_dec.stream.updater import build_updater
 
     config = load_config(args.config)
     configure_logging(config.log.level, config.log.format)
+    check_settings(config)
     client = reservoirs.connect(config.redis)
     _check_redis(client, config.redis.url, outage_is_fatal=True)
     updater = build_updater(config, client)

@@ -23,11 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Literal, NamedTuple
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream_dec.config import Config, kafka_settings
-from stream_dec.errors import StreamDecError
+from stream_dec.errors import ConfigError, StreamDecError
 from stream_dec.logs import ClientLog
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,31 @@ CLIENT_LOG = ClientLog()
 def client_settings(config: Config, role: Literal["consumer", "producer", "admin"]) -> dict:
     """``[kafka]`` + ``[kafka.<role>]``, with librdkafka's log routed through :data:`CLIENT_LOG`."""
     return {"logger": CLIENT_LOG, **kafka_settings(config, role)}
+
+
+def check_settings(config: Config) -> None:
+    """Build, and drop, one client per role from ``[kafka]``: librdkafka names a misspelt
+    property, a bad value or an unreadable certificate file at once, as one
+    :class:`~stream_dec.errors.ConfigError` (instead of a traceback, or an updater retrying
+    forever)."""
+    for role in ("consumer", "producer", "admin"):
+        settings = {**kafka_settings(config, role), "logger": _Silent()}  # its connection attempts say nothing
+        try:
+            if role == "consumer":
+                Consumer({**settings, "group.id": "stream-dec-settings-check"}).close()
+            elif role == "producer":
+                Producer(settings)
+            else:
+                AdminClient(settings)
+        except KafkaException as exc:
+            raise ConfigError(f"[kafka] settings of the {role}: {exc.args[0].str()}") from None
+
+
+class _Silent:
+    """A librdkafka ``logger`` that drops every line."""
+
+    def log(self, *args) -> None:
+        return None
 
 
 def consumer_settings(config: Config) -> dict:

@@ -53,3 +53,13 @@ def test_bad_config_exits_with_the_file_and_key(run, tmp_path):
     result = run("serve", "--config", str(tmp_path / "c.toml"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == f"stream-dec: error: {tmp_path / 'c.toml'}: 'labeler.max_batch' must be >= 1, got -1"
+
+
+@pytest.mark.parametrize("command", ["serve", "update-loop"])
+def test_a_misspelt_kafka_property_is_one_line_not_a_traceback(run, tmp_path, command):
+    """Written unquoted, a typo is a dotted librdkafka name like any other: librdkafka itself refuses it."""
+    (tmp_path / "c.toml").write_text('[kafka]\nsecurty.protocol = "SSL"\n')
+    result = run(command, "--config", str(tmp_path / "c.toml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == ('stream-dec: error: [kafka] settings of the consumer: No such configuration '
+                                      'property: "securty.protocol"')
