@@ -19,13 +19,9 @@ import numpy as np
 import orjson
 
 from stream_dec import __version__
-from stream_dec.config import STRATEGIES, load_config, masked_url
-from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
-from stream_dec.continual.scenarios import SCENARIOS
+from stream_dec.config import SCENARIOS, STRATEGIES, load_config, masked_url
 from stream_dec.errors import CheckpointError, ConfigError, DataError, StreamDecError
 from stream_dec.io import Dataset, load_dataset
-from stream_dec.model import ModelVersion, fit_dec, resolve_device
-from stream_dec.model.metrics import clustering_scores
 
 log = logging.getLogger("stream_dec")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
@@ -143,6 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=run_demo)
 
+    services = commands.add_parser(
+        "local-services", parents=[common], help="run a local broker and Redis for serve and update-loop",
+        description="Start the Tansu broker (Kafka-compatible, memory-only) and redis-server on 127.0.0.1 and "
+                    "keep them running until Ctrl-C or SIGTERM; config/serve-local.toml connects to the default "
+                    "ports. Nothing is kept after they stop. Needs the 'local' extra.")
+    services.add_argument("--kafka-port", type=int, default=9092, help="broker port (default: 9092; 0: any free one)")
+    services.add_argument("--redis-port", type=int, default=6379, help="Redis port (default: 6379; 0: any free one)")
+    services.add_argument("--config", type=Path,
+                          help="create the topics this config names (the versions topic compacted), as Kafka's "
+                               "topic tooling does in production (default: the built-in topic names)")
+    services.set_defaults(handler=run_local_services)
+
     config = commands.add_parser("config", parents=[common], help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     check = config_commands.add_parser("check", parents=[common],
@@ -163,6 +171,8 @@ def _strategy_list(text: str) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> dict:
+    from stream_dec.model import ModelVersion, fit_dec
+
     config = load_config(args.config)
     _check_out(args.out, args.overwrite)
     data = load_dataset(args.data)
@@ -182,6 +192,9 @@ def run_train(args: argparse.Namespace) -> dict:
 
 
 def run_predict(args: argparse.Namespace) -> dict:
+    from stream_dec.model import ModelVersion, resolve_device
+    from stream_dec.model.metrics import clustering_scores
+
     version = ModelVersion.load(args.model)
     data = load_dataset(args.data)
     _check_width(version, data)
@@ -197,6 +210,9 @@ def run_predict(args: argparse.Namespace) -> dict:
 
 
 def run_update(args: argparse.Namespace) -> dict:
+    from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+    from stream_dec.model import ModelVersion
+
     config = load_config(args.config)
     _check_out(args.out, args.overwrite)
     current = ModelVersion.load(args.model)
@@ -288,6 +304,23 @@ def run_demo(args: argparse.Namespace) -> dict:
             "summary": str(args.out / "summary.md"), "plot": str(plot)}
 
 
+def run_local_services(args: argparse.Namespace) -> None:
+    import threading
+
+    from stream_dec.local import LocalServices
+    from stream_dec.stream.kafka import ensure_topics
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    with LocalServices(args.kafka_port, args.redis_port) as services:
+        config = load_config(args.config)
+        ensure_topics(dataclasses.replace(config, kafka={"bootstrap.servers": services.bootstrap}))
+        print(f"kafka {services.bootstrap}  redis {services.redis_url}  (Ctrl-C stops both)", flush=True)
+        while not stop.wait(0.5):
+            if any(process.poll() is not None for process in services.processes):
+                raise StreamDecError(f"a local service exited; its log was in {services.folder}")
+
+
 def run_config_check(args: argparse.Namespace) -> dict:
     from stream_dec.config import masked
 
@@ -321,6 +354,8 @@ def run_serve(args: argparse.Namespace) -> None:
         raise StreamDecError(f"cannot read the versions topic '{config.topics.versions}' at "
                              f"{config.kafka.get('bootstrap.servers')} (security.protocol {protocol}): "
                              f"{exc.args[0]}") from None
+    from stream_dec.model import ModelVersion
+
     model_dir = args.model or config.labeler.model_dir
     if version is None and model_dir:
         version = ModelVersion.load(model_dir)
@@ -397,12 +432,14 @@ def _check_out(out: Path, overwrite: bool) -> None:
                               f"choose another folder or pass --overwrite")
 
 
-def _check_width(version: ModelVersion, data: Dataset) -> None:
+def _check_width(version, data: Dataset) -> None:
     if data.dim != version.header.dims[0]:
         raise DataError(f"{data.path}: embeddings have {data.dim} dims, the model expects {version.header.dims[0]}")
 
 
 def _scores(model, data: Dataset) -> dict[str, float]:
+    from stream_dec.model.metrics import clustering_scores
+
     if data.y is None:
         return {}
     labels, _ = model.predict(data.X)

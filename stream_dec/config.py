@@ -140,6 +140,9 @@ class TrainConfig:
 
 Strategy = Literal["translate", "recentre", "refit", "ewc", "anchored", "grow", "retrain", "frozen"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
+Scenario = Literal["replace-half", "shift"]
+"""Window sequences of the continual-update experiment (:mod:`stream_dec.continual.scenarios`)."""
+SCENARIOS: tuple[str, ...] = typing.get_args(Scenario)
 
 
 @dataclass(frozen=True)

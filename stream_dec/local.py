@@ -26,6 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
     """Until something listens on 127.0.0.1:``port``; fails early if ``process`` exits."""
     deadline = time.monotonic() + timeout
@@ -71,6 +76,8 @@ def redis_binary() -> str:
 class LocalServices:
     """Tansu + redis-server for the duration of a ``with`` block.
 
+    Each listens on 127.0.0.1, on the port given or, for 0, on a free one.
+
     Attributes
     ----------
     bootstrap, redis_url
@@ -79,14 +86,18 @@ class LocalServices:
         The started processes (all stopped after the block).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, kafka_port: int = 0, redis_port: int = 0) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="stream-dec-local-"))
         self.processes: list[subprocess.Popen] = []
+        self.ports = (kafka_port, redis_port)
         self.bootstrap = self.redis_url = ""
 
     def __enter__(self) -> LocalServices:
         try:
-            kafka_port, redis_port = free_port(), free_port()
+            kafka_port, redis_port = (port or free_port() for port in self.ports)
+            for port in (kafka_port, redis_port):
+                if _listening(port):
+                    raise StreamDecError(f"127.0.0.1:{port} is taken; choose another port (0 = any free one)")
             log = (self.folder / "tansu.log").open("w")
             self.processes.append(start_tansu(kafka_port, stdout=log, stderr=subprocess.STDOUT))
             self._start([redis_binary(), "--port", str(redis_port), "--bind", "127.0.0.1", "--dir", str(self.folder),

@@ -17,14 +17,11 @@ Examples
 
 from __future__ import annotations
 
-import typing
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-Scenario = Literal["replace-half", "shift"]
-SCENARIOS: tuple[str, ...] = typing.get_args(Scenario)
+from stream_dec.config import SCENARIOS, Scenario
 
 
 @dataclass(frozen=True)
