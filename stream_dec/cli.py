@@ -49,7 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--clusters", type=int, metavar="K",
                        help="number of clusters (default: distinct labels in the file, else model.clusters)")
     train.add_argument("--seed", type=int, help="random seed (default: train.seed from the config)")
-    train.add_argument("--overwrite", action="store_true", help="replace MODEL_DIR if it holds anything")
+    train.add_argument("--pretrained", type=Path, metavar="DIR",
+                       help="start from the autoencoder in DIR (written by --save-pretrained, or any model "
+                            "directory): pretraining is skipped; its dims and geometry are used")
+    train.add_argument("--save-pretrained", type=Path, metavar="DIR",
+                       help="also write the model as it stood after pretraining to DIR, for later --pretrained runs "
+                            "(a K sweep or a retrain then skips the slowest stage)")
+    train.add_argument("--overwrite", action="store_true", help="replace MODEL_DIR (and the --save-pretrained DIR) "
+                                                                "if it holds anything")
     train.set_defaults(handler=run_train)
 
     predict = commands.add_parser("predict", parents=[common], help="label an embedding file with a trained model",
@@ -175,20 +182,38 @@ def run_train(args: argparse.Namespace) -> dict:
 
     config = load_config(args.config)
     _check_out(args.out, args.overwrite)
+    if args.save_pretrained:
+        _check_out(args.save_pretrained, args.overwrite)
     data = load_dataset(args.data)
+    pretrained = ModelVersion.load(args.pretrained) if args.pretrained else None
+    if pretrained is not None:
+        _check_width(pretrained, data)
     if args.seed is not None:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, seed=args.seed))
     clusters = args.clusters or data.n_classes or config.model.clusters
     if clusters < 2 or clusters > len(data.X):
         raise DataError(f"{data.path}: cannot make {clusters} clusters from {len(data.X)} rows (need 2 <= K <= rows)")
-    model, report = fit_dec(data.X, config.model, config.train, clusters)
+    model, report = fit_dec(data.X, config.model, config.train, clusters,
+                            pretrained=pretrained.to_model() if pretrained else None,
+                            keep_pretrained=bool(args.save_pretrained))
     metrics = {"pretrain_loss": report.pretrain_loss, "loss": report.self_train.loss,
                "label_change": report.self_train.label_change}
+    if pretrained is not None:
+        metrics["pretrain_loss"] = pretrained.header.metrics.get("pretrain_loss", float("nan"))
     metrics |= _scores(model, data)
+    if args.save_pretrained and report.pretrained is not None:
+        ModelVersion.from_model(report.pretrained, version=1, strategy="pretrain",
+                                metrics={"pretrain_loss": report.pretrain_loss}).save(args.save_pretrained,
+                                                                                        args.overwrite)
     ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics).save(args.out, args.overwrite)
-    return {"model": str(args.out), "version": 1, "clusters": clusters, "dims": list(model.dims),
-            "epochs": round(report.self_train.epochs, 2), "converged": report.self_train.converged,
-            "seconds": round(sum(report.seconds.values()), 2), **metrics}
+    result = {"model": str(args.out), "version": 1, "clusters": clusters, "dims": list(model.dims),
+              "epochs": round(report.self_train.epochs, 2), "converged": report.self_train.converged,
+              "seconds": round(sum(report.seconds.values()), 2), **metrics}
+    if args.pretrained:
+        result["pretrained"] = str(args.pretrained)
+    if args.save_pretrained and report.pretrained is not None:
+        result["saved_pretrained"] = str(args.save_pretrained)
+    return result
 
 
 def run_predict(args: argparse.Namespace) -> dict:

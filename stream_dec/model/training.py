@@ -14,6 +14,8 @@ self-training, the label-change rate; every random choice follows ``seed``.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -59,18 +61,44 @@ class SelfTrainReport:
 
 @dataclass(frozen=True)
 class TrainReport:
-    """Summary of :func:`fit_dec`: losses and seconds per stage."""
+    """Summary of :func:`fit_dec`: losses and seconds per stage.
+
+    ``pretrained`` is the model as it stood after pretraining (its autoencoder is the
+    reusable artefact; its centres are zero), or None when pretraining was skipped.
+    """
 
     pretrain_loss: float
     kmeans_inertia: float
     self_train: SelfTrainReport
     seconds: dict[str, float]
+    pretrained: DEC | None = None
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's global RNG (weight init) and return a CPU generator for batching."""
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+def new_model(dims: tuple[int, ...], n_clusters: int, *, alpha: float, latent_radius: float, seed: int) -> DEC:
+    """A freshly initialised :class:`DEC` whose weights follow ``seed`` alone.
+
+    Torch draws initial weights from its global generator; it is seeded inside
+    :func:`torch.random.fork_rng`, so the caller's random state is left as it was.
+
+    >>> a = new_model((4, 2), 2, alpha=1.0, latent_radius=0.0, seed=3)
+    >>> b = new_model((4, 2), 2, alpha=1.0, latent_radius=0.0, seed=3)
+    >>> bool(torch.equal(a.autoencoder.encoder[0].weight, b.autoencoder.encoder[0].weight))
+    True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DEC(dims, n_clusters, alpha=alpha, latent_radius=latent_radius)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The mixed-precision context for ``precision``: bfloat16 matrix products, or nothing.
+
+    Losses, targets and parameters stay float32; only the layers' products run in
+    bfloat16 (about 2.3x faster on a CPU with AVX-512 BF16, and on a GPU).
+    """
+    if precision == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def pretrain_autoencoder(
@@ -82,6 +110,7 @@ def pretrain_autoencoder(
     batch_size: int,
     noise: float,
     generator: torch.Generator,
+    precision: Literal["float32", "bfloat16"] = "float32",
 ) -> float:
     """Train the autoencoder to rebuild ``X`` from inputs with ``noise`` of them dropped.
 
@@ -96,7 +125,9 @@ def pretrain_autoencoder(
         for index in _batches(len(X), batch_size, generator, X.device):
             batch = X[index]
             corrupted = batch * _keep_mask(batch, noise, generator) if noise > 0 else batch
-            loss = F.mse_loss(autoencoder.decoder(model.encode(corrupted)), batch)
+            with autocast(X.device, precision):
+                rebuilt = autoencoder.decoder(model.encode(corrupted))
+            loss = F.mse_loss(rebuilt.float(), batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
@@ -132,6 +163,7 @@ def self_train(
     extra_loss: ExtraLoss | None = None,
     parameters: list[torch.nn.Parameter] | None = None,
     optimiser: Literal["adam", "sgd"] = "adam",
+    precision: Literal["float32", "bfloat16"] = "float32",
 ) -> SelfTrainReport:
     """Minimise KL(P || Q) (+ ``reconstruction_weight`` * MSE + ``extra_loss``).
 
@@ -172,10 +204,12 @@ def self_train(
             if iteration >= max_iterations:
                 break
             batch = X[index]
-            z = model.encode(batch)
-            loss = clustering_loss(model.log_assign(z), target[index])
-            if reconstruction_weight > 0:
-                loss = loss + reconstruction_weight * F.mse_loss(model.autoencoder.decoder(z), batch)
+            with autocast(X.device, precision):
+                z = model.encode(batch)
+                rebuilt = model.autoencoder.decoder(z) if reconstruction_weight > 0 else None
+            loss = clustering_loss(model.log_assign(z.float()), target[index])
+            if rebuilt is not None:
+                loss = loss + reconstruction_weight * F.mse_loss(rebuilt.float(), batch)
             if extra_loss is not None:
                 loss = loss + extra_loss(model, index)
             steps.zero_grad(set_to_none=True)
@@ -213,21 +247,47 @@ def latent_radius_for(X: np.ndarray, config: ModelConfig) -> float:
     return config.latent_radius if cosine else 0.0
 
 
-def fit_dec(X: np.ndarray, model_config: ModelConfig, train_config: TrainConfig, n_clusters: int) -> tuple[DEC, TrainReport]:
-    """Train a DEC model on ``X`` (n, D) from scratch: pretrain, init, self-train."""
+def fit_dec(
+    X: np.ndarray,
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    n_clusters: int,
+    *,
+    pretrained: DEC | None = None,
+    keep_pretrained: bool = False,
+) -> tuple[DEC, TrainReport]:
+    """Train a DEC model on ``X`` (n, D): pretrain, init, self-train.
+
+    With ``pretrained`` (a model whose autoencoder was pretrained on such data, e.g.
+    ``TrainReport.pretrained`` of an earlier run) the first stage is skipped and a copy
+    of its autoencoder is used: its dims and geometry replace ``model_config``'s.
+    ``keep_pretrained`` puts a copy of the model after pretraining in the report.
+    """
     device = resolve_device(train_config.device)
-    generator = seed_everything(train_config.seed)
-    dims = (X.shape[1], *model_config.hidden_dims, model_config.latent_dim)
-    radius = latent_radius_for(X, model_config)
-    log.info("latent geometry: %s", f"cosine, radius {radius:g}" if radius else "euclidean")
-    model = DEC(dims, n_clusters, alpha=model_config.alpha, latent_radius=radius).to(device)
+    generator = torch.Generator().manual_seed(train_config.seed)
     data = torch.as_tensor(X, dtype=torch.float32, device=device)
     seconds = {}
     started = time.perf_counter()
-    pretrain_loss = pretrain_autoencoder(
-        model, data, epochs=train_config.pretrain_epochs, lr=train_config.pretrain_lr,
-        batch_size=train_config.batch_size, noise=train_config.noise, generator=generator,
-    )
+    if pretrained is None:
+        dims = (X.shape[1], *model_config.hidden_dims, model_config.latent_dim)
+        radius = latent_radius_for(X, model_config)
+        log.info("latent geometry: %s", f"cosine, radius {radius:g}" if radius else "euclidean")
+        model = new_model(dims, n_clusters, alpha=model_config.alpha, latent_radius=radius,
+                          seed=train_config.seed).to(device)
+        pretrain_loss = pretrain_autoencoder(
+            model, data, epochs=train_config.pretrain_epochs, lr=train_config.pretrain_lr,
+            batch_size=train_config.batch_size, noise=train_config.noise, generator=generator,
+            precision=train_config.precision,
+        )
+        kept = copy.deepcopy(model).cpu().eval() if keep_pretrained else None
+    else:
+        if pretrained.dims[0] != X.shape[1]:
+            raise ValueError(f"the pretrained autoencoder takes {pretrained.dims[0]}-d input, the data is {X.shape[1]}-d")
+        model = DEC(pretrained.dims, n_clusters, alpha=pretrained.alpha, latent_radius=pretrained.latent_radius)
+        model.autoencoder.load_state_dict(pretrained.autoencoder.state_dict())
+        model.to(device)
+        pretrain_loss, kept = float("nan"), None
+        log.info("pretraining skipped: starting from a pretrained %s autoencoder", "-".join(map(str, model.dims)))
     seconds["pretrain"] = time.perf_counter() - started
     started = time.perf_counter()
     inertia = initial_centres(model, data, n_init=train_config.n_init, seed=train_config.seed)
@@ -238,10 +298,11 @@ def fit_dec(X: np.ndarray, model_config: ModelConfig, train_config: TrainConfig,
         update_interval=train_config.update_interval, tol=train_config.tol,
         max_epochs=train_config.max_epochs, generator=generator,
         reconstruction_weight=train_config.reconstruction_weight,
+        optimiser=train_config.optimiser, precision=train_config.precision,
     )
     seconds["self_train"] = time.perf_counter() - started
-    log.info("trained DEC %s K=%d in %.1fs", "-".join(map(str, dims)), n_clusters, sum(seconds.values()))
-    return model, TrainReport(pretrain_loss, inertia, report, seconds)
+    log.info("trained DEC %s K=%d in %.1fs", "-".join(map(str, model.dims)), n_clusters, sum(seconds.values()))
+    return model, TrainReport(pretrain_loss, inertia, report, seconds, kept)
 
 
 @torch.inference_mode()

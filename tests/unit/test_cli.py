@@ -207,3 +207,18 @@ def test_version_and_help_do_not_load_torch(argv):
            "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules, 'imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_train_saves_and_reuses_the_pretrained_autoencoder(capsys, wordnet_file, fast_config, tmp_path):
+    status, stdout, _ = run(capsys, "train", "--data", str(wordnet_file), "--out", str(tmp_path / "k6"),
+                            "--config", str(fast_config), "--save-pretrained", str(tmp_path / "ae"))
+    assert status == 0 and json.loads(stdout)["saved_pretrained"] == str(tmp_path / "ae")
+    saved = json.loads((tmp_path / "ae" / "model.json").read_text())
+    assert saved["strategy"] == "pretrain" and saved["dims"] == [384, 64, 10]
+    status, stdout, _ = run(capsys, "train", "--data", str(wordnet_file), "--out", str(tmp_path / "k4"),
+                            "--config", str(fast_config), "--clusters", "4", "--pretrained", str(tmp_path / "ae"))
+    report = json.loads(stdout)
+    assert status == 0 and report["clusters"] == 4 and report["pretrain_loss"] == saved["metrics"]["pretrain_loss"]
+    status, _, err = run(capsys, "train", "--data", str(wordnet_file), "--out", str(tmp_path / "k5"),
+                         "--pretrained", str(tmp_path / "missing"))
+    assert status == 2 and "not a model directory" in err

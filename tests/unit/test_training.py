@@ -41,3 +41,52 @@ def test_epochs_reported_never_exceed_max_epochs(wordnet_small):
     assert len(X) % FAST.batch_size  # a short last batch
     _, report = fit_dec(X, SMALL, dataclasses.replace(FAST, tol=0.0), n_clusters=6)
     assert not report.self_train.converged and report.self_train.epochs == FAST.max_epochs
+
+
+def test_training_leaves_torchs_global_random_state_alone(wordnet_small):
+    X, _ = wordnet_small
+    before = torch.random.get_rng_state()
+    fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=1), n_clusters=6)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_a_pretrained_autoencoder_is_reused_as_it_was(wordnet_small):
+    X, _ = wordnet_small
+    _, first = fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=0), n_clusters=6, keep_pretrained=True)
+    pretrained = first.pretrained
+    model, report = fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=0), n_clusters=4, pretrained=pretrained)
+    assert np.isnan(report.pretrain_loss) and report.pretrained is None and model.n_clusters == 4
+    for name, weights in pretrained.autoencoder.state_dict().items():
+        assert torch.equal(model.autoencoder.state_dict()[name], weights), name
+    training, _ = fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=1), n_clusters=4, pretrained=pretrained)
+    assert not torch.equal(training.autoencoder.encoder[0].weight, pretrained.autoencoder.encoder[0].weight)
+    assert torch.equal(pretrained.autoencoder.encoder[0].weight, first.pretrained.autoencoder.encoder[0].weight)
+
+
+def test_idec_keeps_the_reconstruction_that_dec_gives_up(wordnet_small):
+    """IDEC (reconstruction kept during self-training) ends with a lower reconstruction error than DEC
+    from the same pretrained autoencoder, and trains the decoder, which DEC leaves untouched."""
+    X, _ = wordnet_small
+    data = torch.as_tensor(X)
+    _, first = fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=0), n_clusters=6, keep_pretrained=True)
+    errors, decoders = {}, {}
+    for weight in (0.0, 10.0):
+        config = dataclasses.replace(FAST, max_epochs=10, tol=0.0, reconstruction_weight=weight, lr=1e-3)
+        model, _ = fit_dec(X, SMALL, config, n_clusters=6, pretrained=first.pretrained)
+        with torch.no_grad():
+            errors[weight] = float(torch.nn.functional.mse_loss(model.autoencoder(data), data))
+        decoders[weight] = torch.equal(model.autoencoder.decoder[0].weight,
+                                       first.pretrained.autoencoder.decoder[0].weight)
+    assert decoders == {0.0: True, 10.0: False}
+    assert errors[10.0] < errors[0.0]
+
+
+def test_bfloat16_training_is_finite_reproducible_and_clusters(wordnet_small):
+    X, y = wordnet_small
+    config = dataclasses.replace(FAST, precision="bfloat16")
+    first, _ = fit_dec(X, SMALL, config, n_clusters=6)
+    second, _ = fit_dec(X, SMALL, config, n_clusters=6)
+    assert all(torch.isfinite(t).all() for t in first.state_dict().values())
+    assert torch.equal(first.centres, second.centres) and first.centres.dtype == torch.float32
+    assert cluster_accuracy(y, first.predict(X)[0]) > 0.45  # as float32 (chance 1/6)
+
