@@ -267,7 +267,7 @@ class Labeler:
         if predictor is None and (follower is None or reservoir is None or not self.settings.input_dim):
             raise ValueError("a labeler without a model (cold start) needs the versions topic, a reservoir "
                              "and [labeler] input_dim")
-        self.metrics.version.set(predictor.version if predictor else 0)
+        self.metrics.model.show(predictor.header if predictor else None)
         self.in_flight: deque[InFlight] = deque()
         self.unlabelled_from: dict[tuple[str, int], int] = {}
         self.sampled_until: dict[tuple[str, int], int] = {}
@@ -408,7 +408,7 @@ class Labeler:
         if newer is None:
             return
         self.predictor = Predictor(newer, self.settings.device)
-        self.metrics.version.set(newer.header.version)
+        self.metrics.model.show(newer.header)
         log.info("switched from model version %d to %d (%s)", current, newer.header.version, newer.header.strategy)
         for (topic, partition), offset in self.unlabelled_from.items():  # cold start over: label what was sampled
             self.consumer.seek(TopicPartition(topic, partition, offset))

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+if TYPE_CHECKING:
+    from stream_dec.model.checkpoint import VersionHeader
 
 log = logging.getLogger("stream_dec.labeler")
 
@@ -22,6 +27,29 @@ def serve(registry: CollectorRegistry, host: str, port: int) -> None:
     """Expose ``registry`` on ``/metrics`` over HTTP at ``host:port``."""
     start_http_server(port, addr=host, registry=registry)
     logging.getLogger("stream_dec.metrics").info("metrics on http://%s:%d/metrics", host, port)
+
+
+class ModelGauges:
+    """The model version a service is using, and when that version was made."""
+
+    def __init__(self, registry: CollectorRegistry, version_help: str) -> None:
+        self.version = Gauge("stream_dec_model_version", version_help, registry=registry)
+        self.created = Gauge("stream_dec_model_created_timestamp_seconds", "When the model version in use was "
+                             "created (Unix seconds; 0 before the first version)", registry=registry)
+
+    def show(self, header: VersionHeader | None) -> None:
+        """Set both gauges from a version header (None: no version yet).
+
+        >>> from stream_dec.model.checkpoint import VersionHeader
+        >>> gauges = ModelGauges(CollectorRegistry(), "version")
+        >>> gauges.show(VersionHeader(dims=(4, 2), n_clusters=2, alpha=1.0, version=3,
+        ...                           created_at="2026-01-01T00:00:00+00:00", sha256="0" * 64))
+        >>> gauges.version._value.get(), gauges.created._value.get()
+        (3.0, 1767225600.0)
+        """
+        self.version.set(header.version if header else 0)
+        created = datetime.fromisoformat(header.created_at).timestamp() if header and header.created_at else 0
+        self.created.set(created)
 
 
 class LabelerMetrics:
@@ -38,7 +66,7 @@ class LabelerMetrics:
                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
                                        registry=r)
         self.lag = Gauge("stream_dec_consumer_lag", "Messages behind the end of the assigned partitions", registry=r)
-        self.version = Gauge("stream_dec_model_version", "Model version labelling now", registry=r)
+        self.model = ModelGauges(r, "Model version labelling now")
         self.samples_offered = Counter("stream_dec_samples_offered", "Samples written to the reservoir", registry=r)
         self.samples_skipped = Counter("stream_dec_samples_skipped", "Samples not written: Redis unavailable",
                                        registry=r)
@@ -71,7 +99,7 @@ class UpdaterMetrics:
         self.seconds = Histogram("stream_dec_update_seconds", "Time to build and judge a candidate (cold start, "
                                  "or strategy and promotion gate)",
                                  buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=r)
-        self.version = Gauge("stream_dec_model_version", "Current version (published or caught up)", registry=r)
+        self.model = ModelGauges(r, "Current version (published or caught up)")
         self.clusters = Gauge("stream_dec_model_clusters", "Cluster ids of the current version", registry=r)
         self.leader = Gauge("stream_dec_updater_leader", "1 while this updater holds the lease", registry=r)
         self.reservoir = Gauge("stream_dec_reservoir_samples", "Samples in the reservoir's window and staging "

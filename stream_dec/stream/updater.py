@@ -151,7 +151,7 @@ class Updater:
 
     def _adopt(self, version: ModelVersion) -> None:
         self.current = version
-        self.metrics.version.set(version.header.version)
+        self.metrics.model.show(version.header)
         self.metrics.clusters.set(version.header.n_clusters)
 
     def due(self) -> bool:

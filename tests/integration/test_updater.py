@@ -91,7 +91,7 @@ def test_labeler_hot_swaps_between_batches_and_labels_carry_the_version(loop_ser
     expected = v2.to_model().predict(X)[0]
     assert all(after[f"b{i}"]["version"] == 2 and after[f"b{i}"]["cluster"] == expected[i] for i in range(len(X)))
     assert all(label["version"] == 1 for label in labels if label["id"].startswith("a"))
-    assert labeler.metrics.version._value.get() == 2
+    assert labeler.metrics.model.version._value.get() == 2
 
 
 @pytest.mark.reliability
