@@ -163,9 +163,8 @@ class TranslateConfig:
     Parameters
     ----------
     ratio
-        Fraction of the way each old centre moves toward its matched new centroid
-        (0.05: inside the agreement and drift limits at every step of the frontier's
-        three seeds on both shared sets; 0.1 broke max_drift at 7 of 9 on wordnet).
+        Fraction of the way each old centre moves toward its matched new centroid (the
+        default's grounds: benchmarks/README.md, the frontier).
     n_init
         KMeans restarts on the window's latent codes.
     """

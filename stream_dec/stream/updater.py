@@ -305,10 +305,9 @@ def promotion_gate(update: Update, held_out: np.ndarray, config: Config) -> Verd
 
     The loss judges a fine-tune of the objective it minimises. An update that leaves the
     encoder as it is only moves or adds centres (``translate``, ``recentre``, ``grow``):
-    moving centres toward the window's data raises KL(P || Q) a little (translate at ratio
-    0.05: +0.15% and +0.7%; recentre at 0.25: +2.9%, on wordnet) and more centres spread
-    Q (+4-15% at every grow step), so the loss gate stopped them where their limits and
-    held-out agreement let them through.
+    moving centres toward the window's data raises KL(P || Q) a little and more centres
+    spread Q, so a loss gate stopped them where their limits and held-out agreement let
+    them through (figures: benchmarks/README.md).
     """
     report = update.report
     failed = {}
