@@ -243,13 +243,22 @@ def run_update(args: argparse.Namespace) -> dict:
     current = ModelVersion.load(args.model)
     data = load_dataset(args.data)
     _check_width(current, data)
+    retained = 0 if data.retained is None else int(data.retained.sum())
+    if not retained:
+        log.warning("%s: no row is marked retained (a 'retained' array or column): agreement is measured on the "
+                    "whole window, and grow cannot tell new samples from old ones, so it opens no id", data.path)
     strategy = make_strategy(args.strategy, config, seed=args.seed)
     update = apply_strategy(strategy, current, Window.of(data.X, data.retained), limits_of(config))
     written = update.report.accepted or args.force
     if written:
         update.to_version().save(args.out, args.overwrite)
     result = {"out": str(args.out) if written else None, "version": current.header.version + 1,
-              "parent": current.header.version, **update.report.as_dict()}
+              "parent": current.header.version, "rows": len(data.X), "retained_rows": retained,
+              "clusters_before": current.header.n_clusters, "clusters_after": update.proposal.model.n_clusters,
+              **update.report.as_dict()}
+    if data.y is not None:  # how well each version's ids fit the window's classes
+        result["before"] = _scores(current.to_model(), data)
+        result["after"] = _scores(update.proposal.model, data)
     if not written:
         raise UpdateRejected(result)
     return result

@@ -9,8 +9,13 @@ the problem. Supported layouts:
 - ``.npy`` holding the n x D matrix alone;
 - ``.csv`` with a header row, one row per sample, in the layout of the original
   notebooks (``train_embed_label.csv``): the embedding either as numeric columns or as
-  one column holding a JSON list, plus an optional ``label`` column. A leading unnamed
-  column (a pandas index) is ignored.
+  one column holding a JSON list, plus an optional ``label`` column and an optional
+  ``retained`` column (``true``/``false`` or ``1``/``0``). A leading unnamed column (a
+  pandas index) is ignored.
+
+Labels may be integers or strings (class names): names are numbered in sorted order and
+kept in :attr:`Dataset.classes`. Rows are numbered from 0 in every format, as arrays
+are; a CSV error also gives the file line (the header is line 1).
 
 Examples
 --------
@@ -20,6 +25,10 @@ Examples
 >>> data = load_dataset(path)
 >>> data.X.shape, data.X.dtype.name, data.y.tolist()
 ((2, 2), 'float32', [3, 5])
+>>> _ = open(path, "w").write('e0,e1,label,retained\\n1,2,noun.food,true\\n3,4,noun.act,false\\n')
+>>> data = load_dataset(path)
+>>> data.y.tolist(), data.classes, data.retained.tolist()
+([1, 0], ('noun.act', 'noun.food'), [True, False])
 """
 
 from __future__ import annotations
@@ -35,6 +44,8 @@ import orjson
 from stream_dec.errors import DataError
 
 LABEL_COLUMN = "label"
+RETAINED_COLUMN = "retained"
+TRUTH = {"true": True, "1": True, "false": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -49,15 +60,18 @@ class Dataset:
         int64 array of shape (n,) with the true labels, or ``None``.
     retained
         bool array of shape (n,) marking rows that were in the previous update window,
-        or ``None`` (only ``.npz`` files carry it).
+        or ``None`` (the file has no ``retained`` array or column).
     path
         The file it came from.
+    classes
+        The class names when the labels were strings (``y`` indexes them), else ``None``.
     """
 
     X: np.ndarray
     y: np.ndarray | None
     path: Path
     retained: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -88,15 +102,17 @@ def load_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
         X, y = _read_npy(path), None
         row_name = _array_row
     elif suffix == ".csv":
-        X, y = _read_csv(path)
+        X, y, retained = _read_csv(path)
         row_name = _csv_row
     else:
         raise DataError(f"{path}: unsupported file type '{suffix}' (expected .npz, .npy or .csv)")
+    y, classes = (None, None) if y is None else _checked_labels(path, y, len(X))
     data = Dataset(
         X=_checked_matrix(path, X, row_name),
-        y=None if y is None else _checked_labels(path, y, len(X)),
+        y=y,
         path=path,
         retained=None if retained is None else _checked_mask(path, retained, len(X)),
+        classes=classes,
     )
     if require_labels and data.y is None:
         raise DataError(f"{path}: labels are required but the file has none (no 'y' array or '{LABEL_COLUMN}' column)")
@@ -130,7 +146,7 @@ def _numpy_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -141,54 +157,72 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"{path}: no data rows after the header")
     skip = {0} if header[0].strip() == "" else set()  # pandas index column
     label_at = header.index(LABEL_COLUMN) if LABEL_COLUMN in header else None
-    feature_at = [i for i in range(len(header)) if i not in skip and i != label_at]
+    retained_at = header.index(RETAINED_COLUMN) if RETAINED_COLUMN in header else None
+    feature_at = [i for i in range(len(header)) if i not in skip and i not in (label_at, retained_at)]
     if not feature_at:
         raise DataError(f"{path}: no embedding column")
     json_column = len(feature_at) == 1 or rows[0][feature_at[0]].lstrip().startswith("[")
-    vectors, labels = [], []
-    for line, row in enumerate(rows, start=2):  # line 1 is the header, as in _csv_row
+    vectors, labels, retained = [], [], []
+    for index, row in enumerate(rows):
+        where = _csv_row(index)
         if len(row) != len(header):
-            raise DataError(f"{path}: row {line}: {len(row)} fields, the header has {len(header)}")
+            raise DataError(f"{path}: {where}: {len(row)} fields, the header has {len(header)}")
         if json_column:
-            vectors.append(_json_vector(path, line, row[feature_at[0]]))
+            vectors.append(_json_vector(path, where, row[feature_at[0]]))
         else:
-            vectors.append(_numeric_fields(path, line, [(header[i], row[i]) for i in feature_at]))
+            vectors.append(_numeric_fields(path, where, [(header[i], row[i]) for i in feature_at]))
         if label_at is not None:
-            labels.append(_integer_label(path, line, row[label_at]))
+            labels.append(_integer_label(row[label_at]))
+        if retained_at is not None:
+            retained.append(_truth(path, where, row[retained_at]))
     width = len(vectors[0])
-    for line, vector in enumerate(vectors, start=2):
+    for index, vector in enumerate(vectors):
         if len(vector) != width:
-            raise DataError(f"{path}: row {line}: embedding has {len(vector)} values, row 2 has {width} (ragged rows)")
-    return np.asarray(vectors, dtype=np.float64), (np.asarray(labels, dtype=np.int64) if label_at is not None else None)
+            raise DataError(f"{path}: {_csv_row(index)}: embedding has {len(vector)} values, row 0 has {width} "
+                            f"(ragged rows)")
+    y = None
+    if label_at is not None:  # integers, else class names
+        y = np.asarray(labels, dtype=np.int64) if all(isinstance(v, int) for v in labels) else \
+            np.asarray([row[label_at] for row in rows], dtype=str)
+    return (np.asarray(vectors, dtype=np.float64), y,
+            np.asarray(retained, dtype=bool) if retained_at is not None else None)
 
 
-def _json_vector(path: Path, line: int, cell: str) -> list[float]:
+def _json_vector(path: Path, where: str, cell: str) -> list[float]:
     try:
         value = orjson.loads(cell)
     except orjson.JSONDecodeError:
-        raise DataError(f"{path}: row {line}: embedding cell is not a JSON list: {cell[:40]!r}") from None
+        raise DataError(f"{path}: {where}: embedding cell is not a JSON list: {cell[:40]!r}") from None
     if not isinstance(value, list) or not value:
-        raise DataError(f"{path}: row {line}: embedding must be a non-empty JSON list of numbers")
+        raise DataError(f"{path}: {where}: embedding must be a non-empty JSON list of numbers")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise DataError(f"{path}: row {line}: embedding holds a non-number")
+        raise DataError(f"{path}: {where}: embedding holds a non-number")
     return value
 
 
-def _numeric_fields(path: Path, line: int, cells: list[tuple[str, str]]) -> list[float]:
+def _numeric_fields(path: Path, where: str, cells: list[tuple[str, str]]) -> list[float]:
     values = []
     for name, cell in cells:
         try:
             values.append(float(cell))
         except ValueError:
-            raise DataError(f"{path}: row {line}: column '{name}' is not a number: {cell[:40]!r}") from None
+            raise DataError(f"{path}: {where}: column '{name}' is not a number: {cell[:40]!r}") from None
     return values
 
 
-def _integer_label(path: Path, line: int, cell: str) -> int:
+def _integer_label(cell: str) -> int | str:
+    """The label as an integer, or the cell itself when it names a class."""
     try:
         return int(cell)
     except ValueError:
-        raise DataError(f"{path}: row {line}: '{LABEL_COLUMN}' is not an integer: {cell[:40]!r}") from None
+        return cell
+
+
+def _truth(path: Path, where: str, cell: str) -> bool:
+    try:
+        return TRUTH[cell.strip().lower()]
+    except KeyError:
+        raise DataError(f"{path}: {where}: '{RETAINED_COLUMN}' must be true/false or 1/0, got {cell[:40]!r}") from None
 
 
 def _array_row(index: int) -> str:
@@ -196,7 +230,7 @@ def _array_row(index: int) -> str:
 
 
 def _csv_row(index: int) -> str:
-    return f"row {index + 2}"  # line 1 is the header
+    return f"row {index} (0-based; line {index + 2} of the file)"  # line 1 is the header
 
 
 def _checked_matrix(path: Path, X: np.ndarray, row_name) -> np.ndarray:
@@ -215,12 +249,16 @@ def _checked_matrix(path: Path, X: np.ndarray, row_name) -> np.ndarray:
     return X
 
 
-def _checked_labels(path: Path, y: np.ndarray, n: int) -> np.ndarray:
-    if y.dtype.kind not in "iu":
-        raise DataError(f"{path}: labels have dtype {y.dtype}, expected integers")
+def _checked_labels(path: Path, y: np.ndarray, n: int) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Integer labels as int64; string labels (class names) as indices into their sorted names."""
     if y.shape != (n,):
         raise DataError(f"{path}: labels have shape {y.shape}, expected ({n},) to match the embeddings")
-    return y.astype(np.int64)
+    if y.dtype.kind in "US":
+        classes, codes = np.unique(y.astype(str), return_inverse=True)
+        return codes.astype(np.int64), tuple(str(c) for c in classes)
+    if y.dtype.kind not in "iu":
+        raise DataError(f"{path}: labels have dtype {y.dtype}, expected integers or strings (class names)")
+    return y.astype(np.int64), None
 
 
 def _checked_mask(path: Path, mask: np.ndarray, n: int) -> np.ndarray:

@@ -222,3 +222,47 @@ def test_train_saves_and_reuses_the_pretrained_autoencoder(capsys, wordnet_file,
     status, _, err = run(capsys, "train", "--data", str(wordnet_file), "--out", str(tmp_path / "k5"),
                          "--pretrained", str(tmp_path / "missing"))
     assert status == 2 and "not a model directory" in err
+
+
+def test_update_reports_k_before_and_after_and_acc_when_the_window_has_labels(capsys, trained, tmp_path):
+    """A labelled CSV window with class names and a retained column: the report says K before and after,
+    how many rows were retained, and ACC/NMI/ARI of both versions on the window."""
+    from tests.conftest import wordnet_slice
+
+    old, y_old = wordnet_slice(classes=6, per_class=100)
+    new, y_new = wordnet_slice(classes=6, per_class=150, seed=9)
+    X, y = np.concatenate([old[:300], new[:300]]), np.concatenate([y_old[:300], y_new[:300]])
+    path = tmp_path / "window.csv"
+    with path.open("w") as out:
+        out.write("embedding,label,retained\n")
+        for i, (row, label) in enumerate(zip(X, y)):
+            out.write(f'"{json.dumps(row.tolist())}",class-{label},{"true" if i < 300 else "false"}\n')
+    status, stdout, _ = run(capsys, "update", "--model", str(trained), "--data", str(path),
+                            "--strategy", "translate", "--out", str(tmp_path / "v2"))
+    report = json.loads(stdout)
+    assert status == 0 and report["retained_rows"] == 300 and report["rows"] == 600
+    assert report["clusters_before"] == report["clusters_after"] == 6
+    assert 0.3 < report["before"]["acc"] <= 1 and 0.3 < report["after"]["acc"] <= 1  # 6 classes: chance ~0.17
+    assert {"nmi", "ari"} <= set(report["after"])
+
+
+def test_update_without_retained_rows_says_so(capsys, trained, tmp_path, caplog):
+    from tests.conftest import wordnet_slice
+
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=3)
+    np.save(tmp_path / "w.npy", X)
+    status, stdout, _ = run(capsys, "update", "--model", str(trained), "--data", str(tmp_path / "w.npy"),
+                            "--strategy", "frozen", "--out", str(tmp_path / "v2"))
+    assert status == 0 and json.loads(stdout)["retained_rows"] == 0 and "before" not in json.loads(stdout)
+    assert "no row is marked retained" in caplog.text and "grow cannot tell" in caplog.text
+
+
+def test_predict_reads_a_file_with_class_names(capsys, trained, tmp_path):
+    from tests.conftest import wordnet_slice
+
+    X, y = wordnet_slice(classes=6, per_class=20)
+    np.savez(tmp_path / "named.npz", X=X, y=np.array([f"class-{label}" for label in y]))
+    status, stdout, err = run(capsys, "predict", "--model", str(trained), "--data", str(tmp_path / "named.npz"),
+                              "--out", str(tmp_path / "labels.npy"))
+    assert status == 0, err
+    assert np.load(tmp_path / "labels.npy").shape == (120,) and json.loads(stdout)["acc"] > 0.3

@@ -44,13 +44,13 @@ def test_csv_numeric_columns_layout(tmp_path):
 @pytest.mark.parametrize(
     "name, text, message",
     [
-        ("ragged.csv", 'embedding,label\n"[1, 2, 3]",0\n"[1, 2]",1\n', "row 3: embedding has 2 values"),
-        ("short.csv", "e0,e1,label\n1,2,0\n1,2\n", "row 3: 2 fields"),
-        ("nan.csv", "e0,e1,label\n1,2,0\nnan,2,1\n", "row 3: embedding holds NaN or Inf"),
-        ("inf.csv", "e0,e1\n1,2\n-inf,2\n", "row 3: embedding holds NaN or Inf"),
-        ("text.csv", "e0,e1,label\n1,abc,0\n", "row 2: column 'e1' is not a number"),
-        ("badjson.csv", 'embedding,label\n"[1, 2",0\n', "row 2: embedding cell is not a JSON list"),
-        ("badlabel.csv", "e0,e1,label\n1,2,cat\n", "row 2: 'label' is not an integer"),
+        ("ragged.csv", 'embedding,label\n"[1, 2, 3]",0\n"[1, 2]",1\n', r"row 1 \(0-based; line 3 of the file\): embedding has 2 values, row 0 has 3"),
+        ("short.csv", "e0,e1,label\n1,2,0\n1,2\n", r"row 1 \(0-based; line 3 of the file\): 2 fields"),
+        ("nan.csv", "e0,e1,label\n1,2,0\nnan,2,1\n", r"row 1 \(0-based; line 3 of the file\): embedding holds NaN"),
+        ("inf.csv", "e0,e1\n1,2\n-inf,2\n", r"row 1 \(0-based; line 3 of the file\): embedding holds NaN"),
+        ("text.csv", "e0,e1,label\n1,abc,0\n", r"row 0 \(0-based; line 2 of the file\): column 'e1' is not a number"),
+        ("badjson.csv", 'embedding,label\n"[1, 2",0\n', r"row 0 \(0-based; line 2 of the file\): embedding cell is not a JSON list"),
+        ("badretained.csv", "e0,e1,retained\n1,2,yes\n", r"row 0 \(0-based; line 2 of the file\): 'retained' must be"),
         ("empty.csv", "", "empty file"),
         ("header_only.csv", "e0,e1,label\n", "no data rows"),
     ],
@@ -77,7 +77,7 @@ def test_nan_in_npz_names_the_row(tmp_path):
         ({"X": np.ones(5)}, "2-D matrix"),
         ({"X": np.ones((0, 4))}, "empty embedding matrix"),
         ({"Y": np.ones((2, 2))}, "no array 'X'"),
-        ({"X": np.ones((3, 2)), "y": np.array([0.5, 1.0, 2.0])}, "labels have dtype float64"),
+        ({"X": np.ones((3, 2)), "y": np.array([0.5, 1.0, 2.0])}, "labels have dtype float64, expected integers or strings"),
         ({"X": np.ones((3, 2)), "y": np.array([0, 1])}, r"labels have shape \(2,\), expected \(3,\)"),
     ],
 )
@@ -108,3 +108,30 @@ def test_a_corrupt_array_file_is_refused_without_advice_to_unpickle(tmp_path, na
     with pytest.raises(DataError) as raised:
         load_dataset(tmp_path / name)
     assert "allow_pickle" not in str(raised.value) and "never loads" in str(raised.value)
+
+
+def test_string_labels_are_class_names_in_every_format(tmp_path):
+    X = np.arange(8, dtype=np.float32).reshape(4, 2)
+    names = np.array(["noun.food", "noun.act", "noun.food", "noun.plant"])
+    np.savez(tmp_path / "d.npz", X=X, y=names)
+    csv_path = write(tmp_path, "d.csv", "e0,e1,label\n" + "".join(f"{a},{b},{n}\n" for (a, b), n in zip(X, names)))
+    for path in (tmp_path / "d.npz", csv_path):
+        data = load_dataset(path)
+        assert data.classes == ("noun.act", "noun.food", "noun.plant"), path
+        assert [data.classes[i] for i in data.y] == names.tolist() and data.n_classes == 3
+
+
+def test_a_csv_window_says_which_rows_were_retained(tmp_path):
+    data = load_dataset(write(tmp_path, "w.csv", "e0,e1,retained\n1,2,true\n3,4,False\n5,6,1\n7,8,0\n"))
+    assert data.retained.tolist() == [True, False, True, False] and data.y is None
+    assert data.X.shape == (4, 2)  # the column is not part of the embedding
+
+
+def test_rows_are_numbered_alike_in_npz_and_csv(tmp_path):
+    X = np.ones((3, 2), dtype=np.float32)
+    X[1, 0] = np.inf
+    np.savez(tmp_path / "d.npz", X=X)
+    csv_path = write(tmp_path, "d.csv", "e0,e1\n1,1\ninf,1\n1,1\n")
+    for path in (tmp_path / "d.npz", csv_path):
+        with pytest.raises(DataError, match=r"row 1 \(0-based"):
+            load_dataset(path)
