@@ -63,13 +63,17 @@ def test_redis_restart_mid_stream_labels_keep_flowing_and_writes_resume(service,
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         wait_for_port(port)
         assert reservoir.window().ids == window  # the window survived (AOF)
-        time.sleep(0.5)  # past the reservoir retry backoff
+        seen = reservoir.sizes()["seen"]  # as the AOF kept it
         inputs |= produce(bootstrap, config.topics.embeddings, [float32_record(f"c{i}", x) for i, x in enumerate(X)])
         labels = read_all(bootstrap, config.topics.labels, 1800)
         reliability(account("Redis killed mid-stream, restarted (AOF)", inputs, labels,
                             crashes=not running.thread.is_alive()))
         assert len(labels) == 1800
-        assert reservoir.sizes()["seen"] > 0  # writes resumed
+        deadline = time.monotonic() + 10  # the next batches past the retry backoff write again
+        while reservoir.sizes()["seen"] == seen and time.monotonic() < deadline:
+            produce(bootstrap, config.topics.embeddings, [float32_record(f"d{i}", x) for i, x in enumerate(X[:20])])
+            time.sleep(0.2)
+        assert reservoir.sizes()["seen"] > seen  # writes resumed after the restart
     finally:
         running.stop()
         server.kill()

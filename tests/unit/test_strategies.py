@@ -157,9 +157,13 @@ def test_retrain_aligns_its_ids_to_the_old_ones(setup):
 
 @pytest.mark.parametrize("radius", [0.0, 7.0])
 def test_retrain_keeps_the_models_geometry_whatever_the_window_looks_like(radius):
-    current = ModelVersion.from_model(DEC((6, 3), n_clusters=2, alpha=50.0, latent_radius=radius), version=1)
-    not_unit_rows = np.full((2, 6), 2.0)  # "auto" alone would pick euclidean for these
-    assert latent_radius_for(not_unit_rows, model_config_of(current)) == radius
+    """Retrain on rows that are not unit vectors ("auto" alone would pick euclidean for them)."""
+    X, _ = wordnet_slice(classes=3, per_class=40, seed=4)
+    current = ModelVersion.from_model(DEC((384, 16), n_clusters=3, alpha=50.0, latent_radius=radius), version=1)
+    window = Window.of(2.0 * X, np.arange(len(X)) < 60)
+    proposal = Retrain(dataclasses.replace(TRAIN, pretrain_epochs=2, max_epochs=1), seed=1).propose(current, window)
+    assert proposal.model.latent_radius == radius and proposal.model.dims == current.header.dims
+    assert latent_radius_for(window.X, model_config_of(current)) == radius
 
 
 def test_permuted_ids_are_reported_not_returned_silently(setup):

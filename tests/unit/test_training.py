@@ -30,9 +30,28 @@ def test_dec_clusters_real_embeddings_well_above_chance(wordnet_small):
 
 
 def test_self_training_stops_on_tol(wordnet_small):
+    """It stops at the first target update whose label change falls below tol, and not before:
+    with tol 0 the same run goes on to max_epochs."""
     X, _ = wordnet_small
-    _, report = fit_dec(X, SMALL, dataclasses.replace(FAST, tol=0.5, update_interval=5, max_epochs=50), n_clusters=6)
-    assert report.self_train.converged and report.self_train.epochs < 50
+    config = dataclasses.replace(FAST, tol=0.01, update_interval=5, max_epochs=50, lr=1e-3)
+    _, report = fit_dec(X, SMALL, config, n_clusters=6)
+    assert report.self_train.converged and report.self_train.label_change < 0.01
+    assert 0 < report.self_train.epochs < 50 and report.self_train.iterations % 5 == 0
+    _, endless = fit_dec(X, SMALL, dataclasses.replace(config, tol=0.0), n_clusters=6)
+    assert not endless.self_train.converged and endless.self_train.epochs == 50
+
+
+def test_the_target_is_fixed_between_update_intervals(wordnet_small, monkeypatch):
+    """P is recomputed over the whole window once every update_interval steps (the paper), never per batch."""
+    from stream_dec.model import training
+
+    X, _ = wordnet_small
+    calls = []
+    original = training._target_and_labels
+    monkeypatch.setattr(training, "_target_and_labels", lambda model, data: calls.append(len(data)) or original(model, data))
+    _, report = fit_dec(X, SMALL, dataclasses.replace(FAST, tol=0.0, update_interval=7, max_epochs=3), n_clusters=6)
+    steps = report.self_train.iterations
+    assert steps == 30 and calls == [len(X)] * -(-steps // 7)  # at steps 0, 7, 14, 21, 28
 
 
 def test_epochs_reported_never_exceed_max_epochs(wordnet_small):
