@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stream_dec.config import (AnchoredConfig, Config, EwcConfig, FineTuneConfig, GrowConfig, ModelConfig, RefitConfig,
-                               TrainConfig, TranslateConfig)
+                               TranslateConfig)
 from stream_dec.continual import Limits, Window, apply_strategy, make_strategy
 from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import is_identity_matching
@@ -19,21 +19,10 @@ from stream_dec.continual.translate import Translate, matched_centroids, transla
 from stream_dec.model import DEC, ModelVersion, fit_dec
 from stream_dec.model.training import latent_radius_for
 from tests.conftest import two_centre_model, wordnet_slice
+from tests.unit.conftest import TRAIN
 
-TRAIN = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
-MODEL = ModelConfig(hidden_dims=(64,), latent_dim=10)
 FINETUNE = FineTuneConfig(epochs=1.0, batch_size=64, update_interval=10)
 LOOSE = Limits(max_drift=10.0, min_agreement=0.0)
-
-
-@pytest.fixture(scope="module")
-def setup():
-    """A model trained on 300 samples and the next window: 150 of them kept, 150 unseen."""
-    X, _ = wordnet_slice(classes=6, per_class=75, seed=3)
-    first, unseen = X[:300], X[300:]
-    model, _ = fit_dec(first, MODEL, TRAIN, n_clusters=6)
-    window = Window.of(np.concatenate([first[:150], unseen]), np.arange(300) < 150)
-    return ModelVersion.from_model(model, version=1), window
 
 
 def centres(version_or_model):

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 from stream_dec.config import STRATEGIES, Config, FineTuneConfig, TrainConfig, UpdateConfig
-from stream_dec.continual import Limits, Window, apply_strategy, make_strategy
+from stream_dec.continual import Limits, apply_strategy, make_strategy
 from stream_dec.model import ModelVersion
-from tests.unit.test_strategies import setup  # noqa: F401  (the fixture: a model and its next window)
 
 FAST = Config(
     train=TrainConfig(pretrain_epochs=5, max_epochs=1, n_init=2, batch_size=64, device="cpu"),
