@@ -8,7 +8,7 @@ cycle the reservoir, run the configured strategy behind the promotion gate and p
 (or keep the current version). Prints per version: ACC of the labels on the labels
 topic against the true classes, label agreement with the previous version, relative
 drift, update seconds and how long the labeler took to switch.
-(The same machinery as ``stream-dec demo``: :mod:`stream_dec.demo`.)
+(The same machinery as ``stream-dec demo``: :mod:`stream_dec.lab.demo`.)
 
 Run from the repository root::
 
@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 from stream_dec.config import load_config
-from stream_dec.demo import DriftRun, isolated, markdown
+from stream_dec.lab.demo import DriftRun, isolated, markdown
 from stream_dec.local import LocalServices
 
 from dec_quality import load  # noqa: E402  (benchmarks/ is the script's directory)

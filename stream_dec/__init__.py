@@ -2,9 +2,16 @@
 
 Layers, lowest first (a lower layer never imports a higher one):
 
-- ``stream_dec.io``: reading embedding files.
-- ``stream_dec.model``: the DEC maths, training, metrics and checkpoints.
-- ``stream_dec.config`` and ``stream_dec.cli``: typed configuration and the command line.
+- ``stream_dec.typed``, ``stream_dec.config``: typed configuration (no numerics).
+- ``stream_dec.io``: embedding files and the labeler's wire formats.
+- ``stream_dec.model``: the DEC maths, network, training, metrics and checkpoints.
+- ``stream_dec.continual``: update strategies and the promotion gate.
+- ``stream_dec.stream``: Kafka and Redis shells: labeler, reservoir, updater, versions.
+- ``stream_dec.cli``: the command line, which maps config files to the components.
+
+Beside them, ``stream_dec.lab`` (experiments, plots, the demo; the ``lab`` extra)
+imports the runtime; of the runtime only the CLI's `evaluate` and `demo` commands import it,
+when they run.
 """
 
 __version__ = "0.1.0"

@@ -72,19 +72,22 @@ def build_parser() -> argparse.ArgumentParser:
     update = commands.add_parser("update", parents=[common], help="apply one continual update to a model",
                                  description="Apply an update strategy to MODEL_DIR on a window of samples and "
                                              "write version = old + 1 to NEW_MODEL_DIR. Prints the report as one "
-                                             "JSON line. An update that permutes cluster ids or breaks the limits "
-                                             "in [update] is not written (exit 1) unless --force is given.")
+                                             "JSON line. An update the promotion gate refuses (permuted ids, the "
+                                             "[update] drift and agreement limits, or, for a fine-tune, a DEC loss "
+                                             "worse by more than [updater] max_loss_increase) is not written "
+                                             "(exit 1) unless --force is given.")
     update.add_argument("--model", required=True, type=Path, metavar="MODEL_DIR",
                         help="the current version (a directory written by train or update)")
     update.add_argument("--data", required=True, type=Path, metavar="WINDOW_FILE",
-                        help="the new window (.npz may carry a boolean 'retained' array)")
+                        help="the new window (a boolean 'retained' array or column marks the rows kept from the "
+                             "previous window)")
     update.add_argument("--strategy", required=True, choices=STRATEGIES, metavar="STRATEGY",
-                        help=f"one of {', '.join(STRATEGIES)} (see README: Continual updates)")
+                        help=f"one of {', '.join(STRATEGIES)} (see docs/continual-updates.md)")
     update.add_argument("--out", required=True, type=Path, metavar="NEW_MODEL_DIR",
                         help="where to write the new version (refused if it holds anything, unless --overwrite)")
     update.add_argument("--config", type=Path, help="TOML config ([update] section)")
     update.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    update.add_argument("--force", action="store_true", help="write the new version even if it fails the limits")
+    update.add_argument("--force", action="store_true", help="write the new version even if the gate refuses it")
     update.add_argument("--overwrite", action="store_true", help="replace NEW_MODEL_DIR if it holds anything")
     update.set_defaults(handler=run_update)
 
@@ -235,7 +238,7 @@ def run_predict(args: argparse.Namespace) -> dict:
 
 
 def run_update(args: argparse.Namespace) -> dict:
-    from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
+    from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy, promotion_gate
     from stream_dec.model import ModelVersion
 
     config = load_config(args.config)
@@ -248,14 +251,16 @@ def run_update(args: argparse.Namespace) -> dict:
         log.warning("%s: no row is marked retained (a 'retained' array or column): agreement is measured on the "
                     "whole window, and grow cannot tell new samples from old ones, so it opens no id", data.path)
     strategy = make_strategy(args.strategy, config, seed=args.seed)
-    update = apply_strategy(strategy, current, Window.of(data.X, data.retained), limits_of(config))
-    written = update.report.accepted or args.force
+    limits = limits_of(config)
+    update = apply_strategy(strategy, current, Window.of(data.X, data.retained), limits)
+    verdict = promotion_gate(update, np.empty((0, data.dim), np.float32), limits)  # no held-out samples here
+    written = verdict.passed or args.force
     if written:
         update.to_version().save(args.out, args.overwrite)
     result = {"out": str(args.out) if written else None, "version": current.header.version + 1,
               "parent": current.header.version, "rows": len(data.X), "retained_rows": retained,
               "clusters_before": current.header.n_clusters, "clusters_after": update.proposal.model.n_clusters,
-              **update.report.as_dict()}
+              **update.report.as_dict(), "gate_failed": verdict.failed}
     if data.y is not None:  # how well each version's ids fit the window's classes
         result["before"] = _scores(current.to_model(), data)
         result["after"] = _scores(update.proposal.model, data)
@@ -265,8 +270,9 @@ def run_update(args: argparse.Namespace) -> dict:
 
 
 def run_evaluate(args: argparse.Namespace) -> dict:
+    _require_lab()
     # matplotlib only when needed
-    from stream_dec.continual.evaluate import (
+    from stream_dec.lab.evaluate import (
         ceiling_point,
         ceilings,
         evaluate,
@@ -275,7 +281,7 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         markdown_table,
         sweep_lines,
     )
-    from stream_dec.continual.plots import plot_frontier, plot_steps
+    from stream_dec.lab.plots import plot_frontier, plot_steps
 
     config = load_config(args.config)
     data = load_dataset(args.data, require_labels=True)
@@ -303,12 +309,13 @@ def run_evaluate(args: argparse.Namespace) -> dict:
     return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
 
 
-DEMO_DATA = Path(__file__).parent / "data" / "wordnet_demo.npz"  # see data/README.md
+DEMO_DATA = Path(__file__).parent / "lab" / "data" / "wordnet_demo.npz"  # see lab/data/README.md
 LOCAL_CONFIG = Path(__file__).parent.parent / "config" / "local.toml"
 
 
 def run_demo(args: argparse.Namespace) -> dict:
-    from stream_dec.demo import DriftRun, isolated, markdown, plot_versions
+    _require_lab()
+    from stream_dec.lab.demo import DriftRun, isolated, markdown, plot_versions
     from stream_dec.local import LocalServices
 
     config = load_config(args.config or (LOCAL_CONFIG if LOCAL_CONFIG.is_file() else None))
@@ -457,6 +464,15 @@ def _stop_on_signals(stop) -> None:
         signal.signal(signum, lambda *_: stop.set())
 
 
+def _require_lab() -> None:
+    """The lab's commands draw plots: say so before any work when matplotlib is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise StreamDecError("this command draws plots with matplotlib: install the 'lab' extra "
+                             "(pip install -e '.[lab]')")
+
+
 def _check_out(out: Path, overwrite: bool) -> None:
     """Refuse, before any work, a model output folder that already holds something."""
     from stream_dec.model.checkpoint import occupied
@@ -484,7 +500,7 @@ class UpdateRejected(Exception):
     """An update failed its limits and was not written; carries the report."""
 
     def __init__(self, result: dict) -> None:
-        super().__init__("; ".join(result["violations"]))
+        super().__init__("; ".join(result["gate_failed"].values()))
         self.result = result
 
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 from stream_dec.config import Config
 from stream_dec.continual.anchored import Anchored
-from stream_dec.continual.base import Limits, Proposal, Strategy, Update, UpdateReport, Window, apply_strategy
+from stream_dec.continual.base import Proposal, Strategy, Update, UpdateReport, Window, apply_strategy
 from stream_dec.continual.ewc import Ewc
 from stream_dec.continual.frozen import Frozen
+from stream_dec.continual.gate import Limits, Verdict, promotion_gate
 from stream_dec.continual.grow import Grow
 from stream_dec.continual.recentre import Recentre
 from stream_dec.continual.refit import Refit
 from stream_dec.continual.retrain import Retrain
 from stream_dec.continual.translate import Translate
-
-GROW_RANDOM = "grow-random"
-
 
 def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
     """The strategy called ``name``, with its settings from ``config``."""
@@ -35,8 +33,6 @@ def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
         return Anchored(update.finetune, update.anchored, seed=seed, device=device)
     if name == "grow":
         return Grow(update.grow, seed=seed)
-    if name == GROW_RANDOM:  # evaluate's control for grow, not for production
-        return Grow(update.grow, seed=seed, candidates_from="random")
     if name == "retrain":
         return Retrain(config.train, seed=seed)
     if name == "frozen":
@@ -45,8 +41,10 @@ def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
 
 
 def limits_of(config: Config) -> Limits:
-    return Limits(max_drift=config.update.max_drift, min_agreement=config.update.min_agreement)
+    """The gate's limits from the config's ``[update]`` and ``[updater]`` sections."""
+    return Limits(max_drift=config.update.max_drift, min_agreement=config.update.min_agreement,
+                  max_loss_increase=config.updater.max_loss_increase)
 
 
-__all__ = ["GROW_RANDOM", "Limits", "Proposal", "Strategy", "Update", "UpdateReport", "Window", "apply_strategy",
+__all__ = ["Limits", "Proposal", "Verdict", "promotion_gate", "Strategy", "Update", "UpdateReport", "Window", "apply_strategy",
            "limits_of", "make_strategy"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
+from stream_dec.continual.gate import Limits, limit_violations
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.assignment import clustering_loss, target_distribution
 from stream_dec.model.metrics import centre_drift, label_agreement
@@ -74,14 +75,6 @@ class Strategy(Protocol):
     name: str
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal: ...
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Safety limits an update must respect to be accepted."""
-
-    max_drift: float = 0.10
-    min_agreement: float = 0.98
 
 
 @dataclass(frozen=True)
@@ -164,15 +157,9 @@ def apply_strategy(strategy: Strategy, current: ModelVersion, window: Window, li
     drift = centre_drift(_centres(old_model), _centres(new_model)[: old_model.n_clusters])  # new ids: no drift
     permuted = not is_identity_matching(old_labels[rows], new_labels[rows], old_model.n_clusters,
                                         new_model.n_clusters)
-    violations = []  # every limit fails closed: a NaN figure breaks it
-    if not all(bool(torch.isfinite(t).all()) for t in new_model.state_dict().values()):
-        violations.append("the proposal holds NaN or Inf weights")
-    if permuted:
-        violations.append("cluster ids would be permuted (best old->new matching is not the identity)")
-    if not drift.relative_max <= limits.max_drift:
-        violations.append(f"relative drift {drift.relative_max:.4f} > max_drift {limits.max_drift}")
-    if not agreement >= limits.min_agreement:
-        violations.append(f"label agreement {agreement:.4f} < min_agreement {limits.min_agreement}")
+    finite = all(bool(torch.isfinite(t).all()) for t in new_model.state_dict().values())
+    violations = limit_violations(limits, finite=finite, permuted=permuted, relative_drift=drift.relative_max,
+                                  agreement=agreement)
     report = UpdateReport(
         strategy=strategy.name, seconds=seconds,
         loss=window_loss(new_model, window.X), previous_loss=window_loss(old_model, window.X),

@@ -17,11 +17,11 @@ import torch
 
 from stream_dec.config import FineTuneConfig
 from stream_dec.continual.base import Window
+from stream_dec.continual.gate import ENCODER_PREFIX
 from stream_dec.model import DEC, ModelVersion, resolve_device
 from stream_dec.model.assignment import clustering_loss
 from stream_dec.model.training import self_train
 
-ENCODER_PREFIX = "autoencoder.encoder."
 """State-dict prefix of the encoder's weights."""
 ANCHORED_PREFIXES = (ENCODER_PREFIX, "centres")
 """Parameters a fine-tune changes and anchors: the encoder and the centres."""

@@ -1,4 +1,4 @@
-"""Input and output formats: embedding files (and, later, wire codecs)."""
+"""Input and output formats: embedding files and the wire codecs of the labeler."""
 
 from stream_dec.io.datasets import Dataset, load_dataset
 

@@ -134,12 +134,36 @@ class DEC(nn.Module):
 
     @torch.inference_mode()
     def soft_assign(self, X: np.ndarray | torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-        """Q for a whole matrix, computed in batches on the model's device (n, K)."""
+        """Q for a whole matrix, computed in batches on the model's device (n, K).
+
+        ``X`` is any real (n, D) array with D the model's input width, all finite; it is
+        read as float32. Anything else is a ``ValueError`` that says what is wrong.
+
+        >>> model = DEC(dims=(4, 2), n_clusters=3)
+        >>> tuple(model.soft_assign(np.ones((2, 4))).shape)  # float64 in, float32 inside
+        (2, 3)
+        >>> model.soft_assign(np.ones((2, 5)))
+        Traceback (most recent call last):
+        ...
+        ValueError: expected rows of 4 values, got an array of shape (2, 5)
+        """
+        X = self.checked_input(X)
         device = self.centres.device
-        X = torch.as_tensor(X)
         return torch.cat([self(X[i : i + batch_size].to(device)) for i in range(0, len(X), batch_size)])
 
+    def checked_input(self, X: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``X`` as a float32 tensor of shape (n, D), or ``ValueError`` (wrong shape, dtype, NaN/Inf)."""
+        X = torch.as_tensor(X)
+        if X.ndim != 2 or X.shape[1] != self.dims[0]:
+            raise ValueError(f"expected rows of {self.dims[0]} values, got an array of shape {tuple(X.shape)}")
+        if X.is_complex() or X.dtype == torch.bool:
+            raise ValueError(f"expected real numbers, got {X.dtype}")
+        X = X.to(torch.float32)
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError("the input holds NaN or Inf")
+        return X
+
     def predict(self, X: np.ndarray | torch.Tensor, batch_size: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster id (int64) and confidence (max soft assignment) of each row."""
+        """Cluster id (int64) and confidence (max soft assignment) of each row (``X`` as in :meth:`soft_assign`)."""
         confidence, labels = self.soft_assign(X, batch_size).max(dim=1)
         return labels.cpu().numpy().astype(np.int64), confidence.cpu().numpy()

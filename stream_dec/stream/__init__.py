@@ -1,1 +1,2 @@
-"""Streaming shells around the model: the Kafka labeler (and, later, reservoir and updater)."""
+"""The streaming shells around the model: Kafka clients and delivery, the labeler, the
+Redis reservoir and lease, the updater, the versions topic and the metrics."""

@@ -10,7 +10,7 @@ Each pass of :meth:`Updater.run`:
    cycle the reservoir window, then
    - cold start (no version yet, ``min_initial`` samples staged): train DEC -> version 1;
    - otherwise run the configured strategy and the promotion gate
-     (:func:`promotion_gate`): the update's limits (agreement, drift, no permuted ids),
+     (:func:`~stream_dec.continual.gate.promotion_gate`): the update's limits (agreement, drift, no permuted ids),
      DEC loss on the window not worse than the current version's (for an update that
      changed the encoder), and agreement >= ``min_agreement`` also on the old window's
      samples the cycle dropped (:meth:`Reservoir.held_out`), which the update never saw:
@@ -34,18 +34,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-
 import numpy as np
 import redis
-import torch
 from confluent_kafka import KafkaException
 
 from stream_dec.config import Config
 from stream_dec.continual import Update, Window, apply_strategy, limits_of, make_strategy
-from stream_dec.continual.finetune import ENCODER_PREFIX
+from stream_dec.continual.gate import Verdict, promotion_gate
 from stream_dec.model import ModelVersion, fit_dec
-from stream_dec.model.metrics import label_agreement
 from stream_dec.stream.kafka import VERSION_BYTES, Backoff, client_settings, producer_settings
 from stream_dec.stream.lease import Lease
 from stream_dec.stream.observability import UpdaterMetrics
@@ -224,8 +220,9 @@ class Updater:
     def _continual(self, X: np.ndarray, retained: np.ndarray, held_out: np.ndarray) -> ModelVersion | None:
         strategy = make_strategy(self.config.update.strategy, self.config,
                                  seed=int(self.rng.integers(2**31)))
-        update = apply_strategy(strategy, self.current, Window.of(X, retained), limits_of(self.config))
-        verdict = promotion_gate(update, held_out, self.config)
+        limits = limits_of(self.config)
+        update = apply_strategy(strategy, self.current, Window.of(X, retained), limits)
+        verdict = promotion_gate(update, held_out, limits)
         self._record(update, verdict)
         if not verdict.passed:
             self.metrics.updates.labels("rejected").inc()
@@ -269,64 +266,3 @@ def build_updater(config: Config, client: redis.Redis, metrics: UpdaterMetrics |
                    VersionFollower(client_settings(config, "consumer"), config.topics.versions, name,
                                    on_error=metrics.version_errors.inc),
                    seed=config.train.seed, metrics=metrics)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The promotion gate's answer on one update.
-
-    failed
-        The checks that failed, each with why: ``limits`` (the update's own agreement,
-        drift and id limits), ``loss``, ``held_out``. Empty: the update may be published.
-    held_out_agreement
-        Agreement with the current version on the held-out old samples; None without any.
-
-    >>> Verdict({}).passed, Verdict({"loss": "DEC loss worse"}).reasons
-    (True, 'DEC loss worse')
-    """
-
-    failed: dict[str, str]
-    held_out_agreement: float | None = None
-
-    @property
-    def passed(self) -> bool:
-        return not self.failed
-
-    @property
-    def reasons(self) -> str:
-        return "; ".join(self.failed.values())
-
-
-def promotion_gate(update: Update, held_out: np.ndarray, config: Config) -> Verdict:
-    """Whether ``update`` may be published: the update's own limits, its agreement with the
-    current version on ``held_out`` (old samples it never saw) and, for an update that
-    changed the encoder (a fine-tune: ``refit``, ``ewc``, ``anchored``, ``retrain``), its
-    DEC loss on the window against the current version's (``max_loss_increase``).
-
-    The loss judges a fine-tune of the objective it minimises. An update that leaves the
-    encoder as it is only moves or adds centres (``translate``, ``recentre``, ``grow``):
-    moving centres toward the window's data raises KL(P || Q) a little and more centres
-    spread Q, so a loss gate stopped them where their limits and held-out agreement let
-    them through (figures: benchmarks/README.md).
-    """
-    report = update.report
-    failed = {}
-    if report.violations:
-        failed["limits"] = "; ".join(report.violations)
-    if encoder_changed(update) and not report.loss <= report.previous_loss * (1 + config.updater.max_loss_increase):
-        failed["loss"] = f"DEC loss {report.loss:.6f} worse than the current version's {report.previous_loss:.6f}"
-    agreement = None
-    if len(held_out):
-        agreement = label_agreement(update.current.to_model().predict(held_out)[0],
-                                    update.proposal.model.predict(held_out)[0])
-        if not agreement >= config.update.min_agreement:
-            failed["held_out"] = (f"agreement {agreement:.4f} on {len(held_out)} held-out old samples < "
-                                  f"min_agreement {config.update.min_agreement}")
-    return Verdict(failed, agreement)
-
-
-def encoder_changed(update: Update) -> bool:
-    """Whether the proposal's encoder differs from the current version's in any weight."""
-    old, new = update.current.tensors, update.proposal.model.state_dict()
-    return any(not torch.equal(old[name], weight.detach().cpu()) for name, weight in new.items()
-               if name.startswith(ENCODER_PREFIX))

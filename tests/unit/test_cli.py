@@ -98,6 +98,7 @@ def test_rejected_update_is_reported_and_not_written(capsys, trained, window_fil
     status, stdout, err = run(capsys, "update", "--model", str(trained), "--data", str(window_file),
                               "--strategy", "translate", "--out", str(tmp_path / "v2"), "--config", str(config))
     assert status == 1 and not json.loads(stdout)["accepted"] and "relative drift" in err
+    assert list(json.loads(stdout)["gate_failed"]) == ["limits"]
     assert not (tmp_path / "v2").exists()
     status, _, _ = run(capsys, "update", "--model", str(trained), "--data", str(window_file), "--strategy",
                        "translate", "--out", str(tmp_path / "v2"), "--config", str(config), "--force")
@@ -266,3 +267,19 @@ def test_predict_reads_a_file_with_class_names(capsys, trained, tmp_path):
                               "--out", str(tmp_path / "labels.npy"))
     assert status == 0, err
     assert np.load(tmp_path / "labels.npy").shape == (120,) and json.loads(stdout)["acc"] > 0.3
+
+
+def test_update_applies_the_updaters_loss_check_to_a_fine_tune(capsys, trained, window_file, tmp_path):
+    """One gate for both: a refit whose DEC loss on the window rises past max_loss_increase is refused
+    by `update` as by the updater (a large learning rate makes it rise), and the same settings pass translate."""
+    config = tmp_path / "loss.toml"
+    config.write_text("[update]\nmax_drift = 1000.0\nmin_agreement = 0.0\n\n[update.finetune]\nlr = 0.01\n"
+                      "epochs = 3.0\n\n[updater]\nmax_loss_increase = 0.0\n")
+    status, stdout, err = run(capsys, "update", "--model", str(trained), "--data", str(window_file),
+                              "--strategy", "refit", "--out", str(tmp_path / "v2"), "--config", str(config))
+    report = json.loads(stdout)
+    assert status == 1 and report["accepted"] and list(report["gate_failed"]) == ["loss"], report
+    assert "DEC loss" in err and not (tmp_path / "v2").exists()
+    status, stdout, _ = run(capsys, "update", "--model", str(trained), "--data", str(window_file),
+                            "--strategy", "translate", "--out", str(tmp_path / "v2"), "--config", str(config))
+    assert status == 0 and json.loads(stdout)["gate_failed"] == {}

@@ -32,3 +32,17 @@ def test_checkpoint_keeps_the_geometry(tmp_path):
     assert (loaded.alpha, loaded.latent_radius) == (50.0, 7.0)
     x = torch.randn(3, 6)
     assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_predict_validates_its_input():
+    import numpy as np
+    import pytest
+
+    model = DEC(dims=(4, 3, 2), n_clusters=3)
+    X = np.random.default_rng(0).normal(size=(5, 4))
+    assert np.array_equal(model.predict(X)[0], model.predict(X.astype(np.float32))[0])  # float64 accepted
+    assert np.array_equal(model.predict(X.astype(np.int64))[0], model.predict(X.astype(np.int64).astype("f4"))[0])
+    for bad, message in ((X[:, :3], "rows of 4 values"), (X[0], r"shape \(4,\)"), (np.full((2, 4), np.nan), "NaN"),
+                         (X.astype(bool), "real numbers")):
+        with pytest.raises(ValueError, match=message):
+            model.predict(bad)

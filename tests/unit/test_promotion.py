@@ -7,7 +7,7 @@ import numpy as np
 from stream_dec.config import Config, GrowConfig
 from stream_dec.continual import Window, apply_strategy, limits_of, make_strategy
 from stream_dec.model import DEC, ModelVersion
-from stream_dec.stream.updater import Verdict, encoder_changed, promotion_gate
+from stream_dec.continual.gate import Verdict, encoder_changed, promotion_gate
 from tests.conftest import two_centre_model
 
 
@@ -27,9 +27,9 @@ def test_old_samples_the_update_never_saw_can_stop_it():
     assert update.report.loss > update.report.previous_loss * 1.01  # no loss gate: the encoder is unchanged
     far = rng.normal([[0, 0]] * 40, 0.3).astype(np.float32)  # old samples the new id leaves alone
     near = rng.normal([[0, 7]] * 10, 0.3).astype(np.float32)  # old samples, id 0 before, nearer the new centre
-    assert promotion_gate(update, far, config) == Verdict({}, 1.0)
-    assert promotion_gate(update, np.empty((0, 2), np.float32), config) == Verdict({}, None)
-    verdict = promotion_gate(update, np.concatenate([far, near]), config)
+    assert promotion_gate(update, far, limits_of(config)) == Verdict({}, 1.0)
+    assert promotion_gate(update, np.empty((0, 2), np.float32), limits_of(config)) == Verdict({}, None)
+    verdict = promotion_gate(update, np.concatenate([far, near]), limits_of(config))
     assert not verdict.passed and verdict.held_out_agreement == 0.8 and list(verdict.failed) == ["held_out"]
     assert verdict.reasons.startswith("agreement 0.8000 on 50 held-out old samples < min_agreement")
 
@@ -47,10 +47,10 @@ def test_the_loss_gate_judges_updates_that_change_the_encoder():
     refit = apply_strategy(make_strategy("refit", Config()), current, window, limits_of(Config()))
     moved = apply_strategy(make_strategy("translate", Config()), current, window, limits_of(Config()))
     assert encoder_changed(refit) and not encoder_changed(moved)
-    assert promotion_gate(with_losses(refit, 0.05, 0.0506), X, Config()).failed == {
+    assert promotion_gate(with_losses(refit, 0.05, 0.0506), X, limits_of(Config())).failed == {
         "loss": "DEC loss 0.050600 worse than the current version's 0.050000"}
-    assert "loss" not in promotion_gate(with_losses(refit, 0.05, 0.05004), X, Config()).failed  # float noise
-    assert "loss" not in promotion_gate(with_losses(moved, 0.05, 0.0506), X, Config()).failed
+    assert "loss" not in promotion_gate(with_losses(refit, 0.05, 0.05004), X, limits_of(Config())).failed  # float noise
+    assert "loss" not in promotion_gate(with_losses(moved, 0.05, 0.0506), X, limits_of(Config())).failed
 
 
 def test_the_update_limits_are_one_check_of_the_gate():
@@ -60,7 +60,7 @@ def test_the_update_limits_are_one_check_of_the_gate():
     update = apply_strategy(make_strategy("frozen", Config()), current, Window.of(X), limits_of(Config()))
     violations = ("label agreement 0.9000 < min_agreement 0.98", "relative drift 0.5 > max_drift 0.1")
     broken = dataclasses.replace(update, report=dataclasses.replace(update.report, violations=violations))
-    verdict = promotion_gate(broken, X, Config())
+    verdict = promotion_gate(broken, X, limits_of(Config()))
     assert verdict.failed == {"limits": "; ".join(violations)}
     assert verdict.held_out_agreement == 1.0
 
@@ -88,6 +88,6 @@ def test_a_nan_candidate_fails_closed_and_cannot_become_a_version():
     assert not update.report.accepted
     assert "the proposal holds NaN or Inf weights" in update.report.violations
     assert any(v.startswith("relative drift nan") for v in update.report.violations)
-    assert not promotion_gate(update, X, Config()).passed
+    assert not promotion_gate(update, X, limits_of(Config())).passed
     with pytest.raises(CheckpointError, match="not finite"):
         update.to_version()

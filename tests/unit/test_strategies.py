@@ -16,6 +16,7 @@ from stream_dec.continual.finetune import anchored_parameters
 from stream_dec.continual.grow import Grow
 from stream_dec.continual.retrain import Retrain, model_config_of
 from stream_dec.continual.translate import Translate, matched_centroids, translate_centres
+from stream_dec.lab.evaluate import GROW_RANDOM, lab_strategy
 from stream_dec.model import DEC, ModelVersion, fit_dec
 from stream_dec.model.training import latent_radius_for
 from tests.conftest import two_centre_model, wordnet_slice
@@ -235,7 +236,7 @@ def test_grow_random_opens_ids_at_new_samples_by_grows_rules(setup):
     current, window = setup
     config = dataclasses.replace(Config(), update=dataclasses.replace(
         Config().update, grow=GrowConfig(budget=0.05, candidates=8, min_size=5)))
-    update = apply_strategy(make_strategy("grow-random", config), current, window, LOOSE)
+    update = apply_strategy(lab_strategy(GROW_RANDOM, config), current, window, LOOSE)
     grown = update.proposal.model
     assert grown.n_clusters > current.header.n_clusters and not update.report.ids_permuted
     np.testing.assert_allclose(centres(grown)[:6], centres(current), atol=1e-6)

@@ -27,9 +27,10 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import MiniBatchKMeans
 
 from stream_dec.config import Config
-from stream_dec.continual import GROW_RANDOM, Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual import Strategy, Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual.grow import Grow
 from stream_dec.continual.base import overlap_counts
-from stream_dec.continual.scenarios import Scenario, scenario_windows
+from stream_dec.lab.scenarios import Scenario, scenario_windows
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.model.metrics import centre_drift, cluster_accuracy, clustering_scores, label_agreement
 
@@ -38,6 +39,16 @@ log = logging.getLogger(__name__)
 MINIBATCH_KMEANS = "minibatch-kmeans"
 MINIBATCH_KMEANS_FROZEN = "minibatch-kmeans frozen"
 RETRAIN_CELLS_ORACLE = "retrain-cells-oracle"
+
+GROW_RANDOM = "grow-random"
+"""``grow``'s control: ids opened by grow's rules at random new samples (not for production)."""
+
+
+def lab_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
+    """:func:`~stream_dec.continual.make_strategy`, plus the experiment's controls."""
+    if name == GROW_RANDOM:
+        return Grow(config.update.grow, seed=seed, candidates_from="random")
+    return make_strategy(name, config, seed=seed)
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,7 @@ def evaluate(
         held_out = X[np.setdiff1d(plan[step - 1].rows, rows[retained])]  # the old window's dropped half
         outputs = {}  # line -> its labels of the window and of the held-out samples, its number of ids
         for name, strategy, line_config in lines:
-            update = apply_strategy(make_strategy(strategy, line_config, seed=seed + step), current[name], win,
+            update = apply_strategy(lab_strategy(strategy, line_config, seed=seed + step), current[name], win,
                                     limits_of(line_config))
             current[name] = update.to_version()
             new_model = current[name].to_model()

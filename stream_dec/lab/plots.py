@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-from stream_dec.continual.evaluate import FrontierPoint, StepResult  # noqa: E402
+from stream_dec.lab.evaluate import FrontierPoint, StepResult  # noqa: E402
 
 
 def plot_steps(results: list[StepResult], out: Path) -> list[Path]:

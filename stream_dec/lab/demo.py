@@ -26,7 +26,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_dec.config import Config, kafka_settings
-from stream_dec.continual.scenarios import scenario_windows
+from stream_dec.lab.scenarios import scenario_windows
 from stream_dec.model.metrics import cluster_accuracy
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
