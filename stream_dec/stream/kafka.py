@@ -214,11 +214,27 @@ class Delivery:
         self.backoff = backoff
         self.shrink = shrink or (lambda record: None)
 
-    def submit(self, records: list[Record]) -> Ticket:
-        """Produce ``records`` without waiting; the ticket counts their acknowledgements."""
+    def submit(self, records: list[Record], values: tuple[str, list, list] | None = None) -> Ticket:
+        """Produce ``records`` without waiting; the ticket counts their acknowledgements.
+
+        ``values`` = (topic, keys, values) are more records without headers (a batch's
+        labels), produced without a :class:`Record` each.
+        """
         ticket = Ticket()
+        if values is not None:
+            self._produce_values(ticket, *values)
         self._produce(ticket, records)
         return ticket
+
+    def _produce_values(self, ticket: Ticket, topic: str, keys: list, values: list[bytes]) -> None:
+        """The usual path, one ``produce`` call per record; a full queue or a refusal takes :meth:`_produce`."""
+        produce, report = self.producer.produce, ticket.report
+        for key, value in zip(keys, values):
+            try:
+                produce(topic, value, key, on_delivery=report)
+                ticket.waiting += 1
+            except (BufferError, KafkaException):
+                self._produce(ticket, [Record(topic, key, value)])
 
     def wait(self, ticket: Ticket) -> None:
         """Return when every record of ``ticket`` has been acknowledged, producing failed ones again.

@@ -50,7 +50,7 @@ import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_dec.config import Config, LabelerConfig
-from stream_dec.io.wire import InputLimits, InputMessage, Rejection, decode_batch, encode_label
+from stream_dec.io.wire import InputLimits, InputMessage, Rejection, decode_batch, encode_labels
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
@@ -81,15 +81,21 @@ def input_limits(settings: LabelerConfig) -> InputLimits:
                        header_bytes=settings.max_header_bytes, id_bytes=settings.max_id_bytes)
 
 
-def input_message(message: Message) -> InputMessage:
-    """The parts of a consumed message the decoder needs (content-type and size of its headers)."""
+def input_message(message: Message, _new=tuple.__new__) -> InputMessage:
+    """The parts of a consumed message the decoder needs (content-type and size of its headers).
+
+    Built with ``tuple.__new__``: a NamedTuple's own constructor is a Python function,
+    the largest per-message cost of a batch after the model.
+    """
     content_type, header_bytes = None, 0
-    for name, value in message.headers() or ():
-        header_bytes += len(name) + len(value or b"")
-        if name.lower() == "content-type":
-            content_type = (value or b"").decode("utf-8", errors="replace")
-    return InputMessage(message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                        content_type, header_bytes)
+    headers = message.headers()
+    if headers:
+        for name, value in headers:
+            header_bytes += len(name) + len(value or b"")
+            if name.lower() == "content-type":
+                content_type = (value or b"").decode("utf-8", errors="replace")
+    return _new(InputMessage, (message.topic(), message.partition(), message.offset(), message.key(), message.value(),
+                               content_type, header_bytes))
 
 
 def dead_letter(rejection: Rejection, topic: str, max_bytes: int, max_key_bytes: int = 4096) -> Record:
@@ -130,6 +136,7 @@ def smaller_record(record: Record, dead_letters: str) -> Record | None:
     input (still in the source topic); a dead letter loses half its value, then its key.
     None once nothing is left to cut.
 
+    >>> from stream_dec.io.wire import encode_label
     >>> label = Record("labels", b"k" * 10, encode_label("k", 1, 0.5, 1, "emb", 0, 7))
     >>> dead = smaller_record(label, "dlq")
     >>> dead.topic, dead.key, dead.value, dict(dead.headers)["error"], dict(dead.headers)["source-offset"]
@@ -160,11 +167,16 @@ def smaller_record(record: Record, dead_letters: str) -> Record | None:
 
 def offset_ranges(messages: list[InputMessage]) -> dict[tuple[str, int], tuple[int, int]]:
     """Per (topic, partition), the first and last offset in ``messages``."""
-    ranges: dict[tuple[str, int], tuple[int, int]] = {}
+    ranges: dict[tuple[str, int], list[int]] = {}
     for m in messages:
-        first, last = ranges.get((m.topic, m.partition), (m.offset, m.offset))
-        ranges[(m.topic, m.partition)] = (min(first, m.offset), max(last, m.offset))
-    return ranges
+        bounds = ranges.get((m.topic, m.partition))
+        if bounds is None:
+            ranges[(m.topic, m.partition)] = [m.offset, m.offset]
+        elif m.offset > bounds[1]:
+            bounds[1] = m.offset
+        elif m.offset < bounds[0]:
+            bounds[0] = m.offset
+    return {partition: (first, last) for partition, (first, last) in ranges.items()}
 
 
 def next_offsets(messages: list[InputMessage]) -> list[TopicPartition]:
@@ -298,7 +310,10 @@ class Labeler:
                     self.process(messages) if self.predictor else self.sample_only(messages)
                 self.settle()
                 if self.stats.due():
-                    self.stats.emit(self.lag(), self.predictor.version if self.predictor else 0)
+                    lag = self.lag()
+                    if lag is not None:
+                        self.metrics.lag.set(lag)
+                    self.stats.emit(lag, self.predictor.version if self.predictor else 0)
             self.settle(everything=True)
             self.producer.flush(30)
         except DeliveryFailed:
@@ -323,10 +338,10 @@ class Labeler:
         batch = decode_batch(inputs, dim=self.predictor.dim, default_content_type=self.settings.content_type,
                              limits=self.limits)
         clusters, confidence = self.predictor.predict(batch.X)
-        records = self._label_records(inputs, batch.rows, batch.ids, clusters, confidence)
-        records += [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes,
-                                self.settings.max_key_bytes) for r in batch.rejected]
-        self._deliver_and_commit(records, inputs, batch)
+        labels = self._labels(inputs, batch.rows, batch.ids, clusters, confidence)
+        records = [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes,
+                               self.settings.max_key_bytes) for r in batch.rejected]
+        self._deliver_and_commit(records, labels, inputs, batch)
         self.metrics.labels.inc(len(batch.ids))
         for rejection in batch.rejected:
             self.metrics.dead_letters.labels(rejection.reason).inc()
@@ -335,22 +350,21 @@ class Labeler:
         self.metrics.batch_seconds.observe(seconds)
         self.stats.add(len(batch.ids), len(batch.rejected), seconds)
 
-    def _label_records(self, inputs, rows, ids, clusters, confidence) -> list[Record]:
-        topic, version = self.config.topics.labels, self.predictor.version
-        records = []
-        for row, identifier, cluster, conf in zip(rows.tolist(), ids, clusters.tolist(), confidence.tolist()):
-            m = inputs[row]
-            records.append(Record(topic, m.key, encode_label(identifier, cluster, conf, version,
-                                                             m.topic, m.partition, m.offset)))
-        return records
+    def _labels(self, inputs, rows, ids, clusters, confidence) -> tuple[str, list, list[bytes]]:
+        """The batch's labels as (topic, keys, values), keyed by their inputs' keys."""
+        picked = [inputs[row] for row in rows.tolist()]
+        values = encode_labels(ids, clusters.tolist(), confidence.tolist(), self.predictor.version,
+                               [m.topic for m in picked], [m.partition for m in picked], [m.offset for m in picked])
+        return self.config.topics.labels, [m.key for m in picked], values
 
-    def _deliver_and_commit(self, records: list[Record], inputs: list[InputMessage], batch) -> None:
+    def _deliver_and_commit(self, records: list[Record], labels: tuple[str, list, list[bytes]],
+                            inputs: list[InputMessage], batch) -> None:
         ids, X = self._not_yet_sampled(inputs, batch)
         if self.transactional:
-            if self._transaction(records, inputs):
+            if self._transaction(records, labels, inputs):
                 self.feed_reservoir(ids, X)
             return
-        self.in_flight.append(InFlight(self.delivery.submit(records), next_offsets(inputs), ids, X,
+        self.in_flight.append(InFlight(self.delivery.submit(records, labels), next_offsets(inputs), ids, X,
                                        time.monotonic()))  # settled by the run loop, right after this batch
 
     def _not_yet_sampled(self, inputs: list[InputMessage], batch) -> tuple[list[str], np.ndarray]:
@@ -418,17 +432,20 @@ class Labeler:
         """Offer a ``sample_rate`` share of the batch to the reservoir; never blocks labels on Redis."""
         if self.reservoir is None or not ids:
             return
-        chosen = np.flatnonzero(self.rng.random(len(ids)) < self.config.reservoir.sample_rate)
-        if not len(chosen):
+        rate = self.config.reservoir.sample_rate
+        if rate < 1:  # a share of the rows (copied); at 1, all of them as they are
+            chosen = np.flatnonzero(self.rng.random(len(ids)) < rate)
+            ids, X = [ids[i] for i in chosen], X[chosen]
+        if not ids:
             return
         if time.monotonic() < self.reservoir_retry_at:
-            self.metrics.samples_skipped.inc(len(chosen))
+            self.metrics.samples_skipped.inc(len(ids))
             return
         try:
-            self.reservoir.offer([ids[i] for i in chosen], X[chosen], time.time(), self.rng)
-            self.metrics.samples_offered.inc(len(chosen))
+            self.reservoir.offer(ids, X, time.time(), self.rng)
+            self.metrics.samples_offered.inc(len(ids))
         except redis.RedisError as exc:
-            self.metrics.samples_skipped.inc(len(chosen))
+            self.metrics.samples_skipped.inc(len(ids))
             self.reservoir_retry_at = time.monotonic() + self.backoff.max
             log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
 
@@ -460,7 +477,8 @@ class Labeler:
                 log.warning("commit failed (%s); retrying in %.1fs", error, delay)
                 time.sleep(delay)
 
-    def _transaction(self, records: list[Record], inputs: list[InputMessage]) -> bool:
+    def _transaction(self, records: list[Record], labels: tuple[str, list, list[bytes]],
+                     inputs: list[InputMessage]) -> bool:
         """Labels and offsets in one transaction; True once committed.
 
         On a retriable failure: abort, wait the backoff and rewind to re-process the batch;
@@ -469,7 +487,7 @@ class Labeler:
         """
         try:
             self.producer.begin_transaction()
-            self.delivery.submit(records)  # records too large for the producer are replaced by their stand-ins
+            self.delivery.submit(records, labels)  # records too large for the producer: replaced by stand-ins
             self.producer.send_offsets_to_transaction(next_offsets(inputs),
                                                       self.consumer.consumer_group_metadata(), 30)
             self.producer.commit_transaction(30)
@@ -489,13 +507,19 @@ class Labeler:
             return False
 
     def lag(self) -> int | None:
-        """Messages between each assigned partition's position and its end; None if unknown."""
+        """Messages between each assigned partition's position and its end; None if unknown.
+
+        Each partition counts at least 0: a broker whose high watermark is not a record
+        count (Tansu's is the last batch's base offset + 1) reads behind a labeler that
+        has consumed that whole batch, and the lag would go negative. There it is a lower
+        bound, short by at most the records of each partition's last producer batch.
+        """
         try:
             assigned = self.consumer.assignment()
             total = 0
             for tp, position in zip(assigned, self.consumer.position(assigned)):
                 low, high = self.consumer.get_watermark_offsets(tp, timeout=1.0)
-                total += high - (position.offset if position.offset >= 0 else low)
+                total += max(0, high - (position.offset if position.offset >= 0 else low))
             return total
         except KafkaException as exc:
             log.warning("the broker did not answer the lag query (%s): down or paused? inputs wait, none are "

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 
 import numpy as np
@@ -216,3 +217,40 @@ def test_two_labelers_one_killed_the_other_takes_its_partitions(service, tmp_pat
     assert re.search(r"assigned emb-\w+\[\d\]", (tmp_path / "first.log").read_text())
     assert {source_offset(m) for m in labels} == inputs  # nothing skipped
     assert sum(committed(config).values()) == n
+
+
+def test_lag_counts_what_is_left_and_never_goes_negative(service):
+    """Tansu's high watermark is its last batch's base offset + 1, not a record count: a labeler at the
+    real end read a negative lag. Each partition now counts at least 0; the gauge is set with the stats line."""
+    config, _ = service
+    X, _ = wordnet_slice(classes=3, per_class=40, seed=5)
+    delivered = produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
+                        [float32_record(f"id-{i}", x) for i, x in enumerate(X)])
+    ends = {p: max(o for q, o in delivered if q == p) + 1 for p, _ in delivered}
+    labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
+                      Consumer(consumer_settings(config)), Producer(producer_settings(config)))
+    try:
+        labeler.consumer.assign([TopicPartition(config.topics.embeddings, p, 0) for p in ends])
+        assert 0 < labeler.lag() <= len(X)
+        consumed, deadline = 0, time.monotonic() + 20  # read everything: each position is at its real end
+        while consumed < len(X) and time.monotonic() < deadline:
+            consumed += len(labeler.consumer.consume(1000, 0.5))
+        assert consumed == len(X) and [tp.offset for tp in labeler.consumer.position(
+            labeler.consumer.assignment())] == [ends[tp.partition] for tp in labeler.consumer.assignment()]
+        highs = [labeler.consumer.get_watermark_offsets(TopicPartition(config.topics.embeddings, p), 5)[1]
+                 for p in ends]
+        assert sum(highs) < len(X)  # Tansu: a watermark short of the records, so high - position < 0
+        assert labeler.lag() == 0
+    finally:
+        labeler.consumer.close()
+    labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
+                      Consumer(consumer_settings(config)), Producer(producer_settings(config)))
+    labeler.lag = lambda: 42  # what the gauge shows is what lag() says, set with each stats line
+    thread = threading.Thread(target=labeler.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10  # log_interval_s is 1 s here
+    while labeler.metrics.lag._value.get() != 42 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    labeler.stop.set()
+    thread.join(30)
+    assert labeler.metrics.lag._value.get() == 42

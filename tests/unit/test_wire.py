@@ -177,3 +177,52 @@ def test_dead_letter_cuts_a_long_key_and_quotes_little_of_the_input():
     assert record.value == b"ab" and headers["truncated-from-bytes"] == b"3"
     assert len(headers["content-type"]) <= 1024 and len(headers["error-detail"]) <= 1024
     assert sum(len(v) for v in headers.values()) < 2200
+
+
+def test_bulk_label_encoding_equals_the_one_label_encoder_byte_for_byte():
+    """encode_labels (the labeler's template path) against encode_label (a dict through orjson) on
+    hostile ids and every kind of float32 confidence."""
+    from stream_dec.io.wire import encode_labels
+
+    rng = np.random.default_rng(0)
+    ids = ["plain", "", 'quote " and \\ backslash', "ünïcödé ✓", "\x00\x1f control", "x" * 5000, "123", "null"]
+    confidence = np.concatenate([rng.random(4), [0.0, 1.0, 1e-30, np.float32(0.1)]]).astype(np.float32).tolist()
+    clusters = rng.integers(0, 1000, len(ids)).tolist()
+    topics = ["emb", "emb-ünï", "emb", "t\"q", "emb", "emb", "emb", "emb"]
+    partitions, offsets = rng.integers(0, 64, len(ids)).tolist(), rng.integers(0, 2**62, len(ids)).tolist()
+    bulk = encode_labels(ids, clusters, confidence, 7, topics, partitions, offsets)
+    assert bulk == [encode_label(*row) for row in zip(ids, clusters, confidence, [7] * len(ids), topics, partitions,
+                                                      offsets)]
+    assert orjson.loads(bulk[2])["id"] == 'quote " and \\ backslash'
+
+
+@pytest.mark.parametrize("odd", [None, "nan", "short", "long-key", "bad-utf8-key", "huge-id", "json", "unknown-type",
+                                 "big-headers"])
+def test_the_float32_batch_path_decides_as_the_message_by_message_path(odd, monkeypatch):
+    """A batch of good float32 messages with at most one that is not: both paths give the same rows,
+    ids, vectors and rejections."""
+    from stream_dec.io import wire
+
+    rng = np.random.default_rng(0)
+    dim, limits = 8, InputLimits(key_bytes=16, id_bytes=32, header_bytes=100)
+    messages = []
+    for i in range(40):
+        vector = rng.normal(size=dim).astype("<f4")
+        fields = {"key": f"k{i}".encode(), "value": vector.tobytes(), "content_type": None if i % 2 else FLOAT32,
+                  "header_bytes": 20}
+        if i == 7:
+            fields |= {"nan": {"value": np.full(dim, np.nan, "<f4").tobytes()}, "short": {"value": vector.tobytes()[:-4]},
+                       "long-key": {"key": b"k" * 17}, "bad-utf8-key": {"key": b"\xff\xfe"},
+                       "huge-id": {"key": b"\xff" * 12},  # 12 bytes, read as 12 U+FFFD: 36
+                       "json": {"value": orjson.dumps({"id": "j", "embedding": vector.tolist()}), "content_type": JSON},
+                       "unknown-type": {"content_type": "text/plain"}, "big-headers": {"header_bytes": 101},
+                       None: {}}[odd]
+        messages.append(InputMessage("emb", i % 3, i, fields["key"], fields["value"], fields["content_type"],
+                                     fields["header_bytes"]))
+    fast = decode_batch(messages, dim=dim, default_content_type=FLOAT32, limits=limits)
+    monkeypatch.setattr(wire, "_float32_batch", lambda *args: None)
+    slow = decode_batch(messages, dim=dim, default_content_type=FLOAT32, limits=limits)
+    assert fast.rows.tolist() == slow.rows.tolist() and fast.ids == slow.ids
+    assert np.array_equal(fast.X, slow.X) and fast.X.flags.writeable
+    assert [(r.offset, r.reason) for r in fast.rejected] == [(r.offset, r.reason) for r in slow.rejected]
+    assert len(slow.rejected) == (0 if odd in (None, "bad-utf8-key", "json") else 1)
