@@ -1,0 +1,272 @@
+"""The labeler against what a user would write by hand, side by side on one backlog.
+
+Starts the Tansu broker, produces one backlog of N real embeddings (768-d float32 by
+default: two wordnet 384-d embeddings side by side) to a 3-partition topic, then runs,
+in interleaved rounds, each peer from the start of that backlog with its own consumer
+group and its own labels topic:
+
+- ``labeler``: stream-dec's labeler with its default config (validation, dead-letter
+  routing, reservoir sampling on: a Redis started here);
+- ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
+  one model call, produce each label, ``flush``, synchronous commit;
+- ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
+  whose ``apply`` calls ``Predictor.predict`` on each message, ``to_topic``), on
+  ``--quix`` messages (``pip install -e '.[bench]'``);
+- ``naive``: poll one, label one, produce one, flush, commit (on ``--naive`` messages).
+
+Each peer is timed from its first label to its last committed offset: labels/s and the
+process's CPU seconds per label (Python plus librdkafka threads). Every run is checked:
+labels = distinct source offsets = committed offsets = N, and the clusters equal
+``Predictor.predict`` on the same rows. Prints each round, then per peer the median
+labels/s and CPU per label, and the paired per-round ratios (labeler / peer, median).
+
+Run from the repository root::
+
+    python benchmarks/peers.py                      # 100,000 x 768-d float32, 3 rounds
+    python benchmarks/peers.py --format json --dim 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+
+import numpy as np
+import orjson
+import redis
+import torch
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from labeler_throughput import FORMATS, default_model, load, produce_all, service_config, start_broker
+from stream_dec.config import config_from_mapping
+from stream_dec.local import free_port, redis_binary, wait_for_port
+from stream_dec.model.predictor import Predictor
+from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
+from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.reservoir import Reservoir
+
+
+def decode(value: bytes, content_type: str) -> np.ndarray:
+    if content_type == FORMATS["float32"]:
+        return np.frombuffer(value, "<f4")
+    return np.asarray(orjson.loads(value)["embedding"], dtype=np.float32)
+
+
+def label_value(message, cluster: int, confidence: float) -> bytes:
+    return orjson.dumps({"id": message.key().decode(), "cluster": cluster, "confidence": confidence,
+                         "source": {"topic": message.topic(), "partition": message.partition(),
+                                    "offset": message.offset()}})
+
+
+def clients(config, version, linger_ms: int) -> tuple[Predictor, Consumer, Producer]:
+    """A hand-written peer's model and clients: librdkafka's defaults, as a user would start."""
+    consumer = Consumer({"bootstrap.servers": config.kafka["bootstrap.servers"], "group.id": config.labeler.group_id,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([config.topics.embeddings])
+    producer = Producer({"bootstrap.servers": config.kafka["bootstrap.servers"], "linger.ms": linger_ms})
+    return Predictor(version, "cpu"), consumer, producer
+
+
+def batch_loop(config, version, n: int, marks: list) -> None:
+    """What a user writes by hand: consume a batch, one model call, produce, flush, commit."""
+    predictor, consumer, producer = clients(config, version, linger_ms=5)
+    done = 0
+    while done < n:
+        messages = [m for m in consumer.consume(1000, 1.0) if not m.error()]
+        if not messages:
+            continue
+        marks.append(mark()) if not marks else None
+        X = np.stack([decode(m.value(), config.labeler.content_type) for m in messages])
+        clusters, confidence = predictor.predict(X)
+        for m, cluster, conf in zip(messages, clusters.tolist(), confidence.tolist()):
+            producer.produce(config.topics.labels, label_value(m, cluster, conf), m.key())
+        producer.flush()
+        consumer.commit(asynchronous=False)
+        done += len(messages)
+    marks.append(mark())
+    consumer.close()
+
+
+def naive(config, version, n: int, marks: list) -> None:
+    """Per message: poll one, label one, produce one, flush, commit."""
+    predictor, consumer, producer = clients(config, version, linger_ms=0)
+    done = 0
+    while done < n:
+        m = consumer.poll(1.0)
+        if m is None or m.error():
+            continue
+        marks.append(mark()) if not marks else None
+        cluster, confidence = predictor.predict(decode(m.value(), config.labeler.content_type)[None])
+        producer.produce(config.topics.labels, label_value(m, int(cluster[0]), float(confidence[0])), m.key())
+        producer.flush()
+        consumer.commit(m, asynchronous=False)
+        done += 1
+    marks.append(mark())
+    consumer.close()
+
+
+def quix(config, version, n: int, marks: list) -> None:
+    """A Quix Streams application as its docs write one: a StreamingDataFrame that labels each
+    message with stream-dec's Predictor and sends the label to the output topic."""
+    from quixstreams import Application
+
+    predictor = Predictor(version, "cpu")
+    app = Application(broker_address=config.kafka["bootstrap.servers"], consumer_group=config.labeler.group_id,
+                      auto_offset_reset="earliest", loglevel="WARNING", auto_create_topics=False)
+    source = app.topic(config.topics.embeddings, key_deserializer="bytes", value_deserializer="bytes")
+    labels = app.topic(config.topics.labels, key_serializer="bytes", value_serializer="bytes")
+    content_type = config.labeler.content_type
+
+    def label(value: bytes, key: bytes, timestamp: int, headers) -> bytes:
+        marks.append(mark()) if not marks else None
+        cluster, confidence = predictor.predict(decode(value, content_type)[None])
+        meta = message_context()
+        return orjson.dumps({"id": key.decode(), "cluster": int(cluster[0]), "confidence": float(confidence[0]),
+                             "source": {"topic": meta.topic, "partition": meta.partition, "offset": meta.offset}})
+
+    from quixstreams import message_context
+
+    sdf = app.dataframe(source).apply(label, metadata=True)
+    sdf.to_topic(labels)
+    app.run(sdf, count=n, collect=False)
+    marks.append(mark())
+
+
+def labeler(config, version, n: int, marks: list) -> None:
+    """stream-dec's labeler, default settings, the reservoir on."""
+    client = redis.Redis.from_url(config.redis.url)
+    reservoir = Reservoir(client, f"peers-{uuid.uuid4().hex[:8]}", config.reservoir.capacity)
+    running = Labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
+                      Producer(producer_settings(config)), reservoir=reservoir)
+    original = running.process
+
+    def timed(messages):
+        marks.append(mark()) if not marks else None
+        original(messages)
+
+    running.process = timed
+    thread = threading.Thread(target=running.run)
+    thread.start()
+    while running.metrics.labels._value.get() < n:  # counted once acknowledged
+        time.sleep(0.002)
+    running.stop.set()  # settles the batches in flight: commits synchronously, leaves the group
+    thread.join()
+    marks.append(mark())
+
+
+def mark() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def committed_total(config) -> int:
+    consumer = Consumer({"bootstrap.servers": config.kafka["bootstrap.servers"], "group.id": config.labeler.group_id})
+    offsets = consumer.committed([TopicPartition(config.topics.embeddings, p) for p in range(3)], timeout=10)
+    consumer.close()
+    return sum(max(tp.offset, 0) for tp in offsets)
+
+
+def check(config, n: int, expected: dict[tuple[int, int], int]) -> None:
+    """Labels = distinct source offsets = committed = n, and every cluster as Predictor says."""
+    consumer = Consumer({"bootstrap.servers": config.kafka["bootstrap.servers"], "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([config.topics.labels])
+    seen: dict[tuple[int, int], int] = {}
+    deadline = time.monotonic() + 120
+    while len(seen) < n and time.monotonic() < deadline:
+        for m in consumer.consume(10_000, 0.5):
+            if not m.error():
+                label = orjson.loads(m.value())
+                seen[(label["source"]["partition"], label["source"]["offset"])] = label["cluster"]
+    consumer.close()
+    assert len(seen) == n, f"{len(seen)} distinct source offsets labelled, expected {n}"
+    assert committed_total(config) == n, f"committed {committed_total(config)}, expected {n}"
+    wrong = sum(cluster != expected[key] for key, cluster in seen.items())
+    assert not wrong, f"{wrong} labels differ from Predictor.predict"
+
+
+def expected_clusters(bootstrap: str, topic: str, content_type: str, version, n: int) -> dict[tuple[int, int], int]:
+    """Predictor.predict on every backlog row, keyed by (partition, offset)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": uuid.uuid4().hex,
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    rows: dict[tuple[int, int], np.ndarray] = {}
+    while len(rows) < n:
+        for m in consumer.consume(10_000, 0.5):
+            if not m.error():
+                rows[(m.partition(), m.offset())] = decode(m.value(), content_type)
+    consumer.close()
+    keys = list(rows)
+    clusters, _ = Predictor(version, "cpu").predict(np.stack([rows[k] for k in keys]))
+    return dict(zip(keys, clusters.tolist()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--naive", type=int, default=3_000, help="messages the naive loop labels")
+    parser.add_argument("--quix", type=int, default=20_000, help="messages the Quix Streams app labels")
+    parser.add_argument("--dim", type=int, default=768)
+    parser.add_argument("--format", choices=list(FORMATS), default="float32")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--port", type=int, default=19393)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(1)  # [labeler] threads' default; the broker and the clients need the other core
+    bootstrap, content_type = f"127.0.0.1:{args.port}", FORMATS[args.format]
+    broker = start_broker(args.port)
+    redis_port = free_port()
+    redis_server = subprocess.Popen([redis_binary(), "--port", str(redis_port), "--save", "", "--appendonly", "no"],
+                                    stdout=subprocess.DEVNULL)
+    wait_for_port(redis_port, redis_server)
+    try:
+        words, _ = load("wordnet", None)
+        X = words if args.dim == 384 else np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :args.dim]
+        base = service_config(bootstrap, content_type, as_mapping=True)
+        base["redis"] = {"url": f"redis://127.0.0.1:{redis_port}/0"}
+        base["labeler"] = {k: v for k, v in base["labeler"].items() if k in ("group_id", "content_type", "device")}
+        backlog = config_from_mapping(base, source="peers")
+        ensure_topics(backlog)
+        produce_all(bootstrap, backlog.topics.embeddings, X, args.messages, content_type)
+        version = default_model(args.dim)
+        expected = expected_clusters(bootstrap, backlog.topics.embeddings, content_type, version, args.messages)
+        print(f"{args.messages:,} x {args.dim}-d {args.format} in 3 partitions; labeler settings: "
+              f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}")
+        peers = {"labeler": (labeler, args.messages), "batch-loop": (batch_loop, args.messages),
+                 "quix": (quix, args.quix), "naive": (naive, args.naive)}
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
+        for round_ in range(1, args.rounds + 1):
+            for name, (run, n) in peers.items():
+                suffix = uuid.uuid4().hex[:8]
+                config = dataclasses.replace(
+                    backlog, topics=dataclasses.replace(backlog.topics, labels=f"lab-{suffix}",
+                                                        dead_letters=f"dlq-{suffix}"),
+                    labeler=dataclasses.replace(backlog.labeler, group_id=f"{name}-{suffix}"))
+                ensure_topics(config)
+                marks: list[tuple[float, float]] = []
+                run(config, version, n, marks)
+                (wall0, cpu0), (wall1, cpu1) = marks[0], marks[-1]
+                check(config, n, expected)
+                results[name].append((n / (wall1 - wall0), (cpu1 - cpu0) / n * 1e6))
+                print(f"round {round_} {name:10} {results[name][-1][0]:9,.0f} labels/s "
+                      f"{results[name][-1][1]:6.1f} us CPU per label (checked)", flush=True)
+        print("| peer | labels/s (median) | CPU us per label (median) | labeler / peer, paired per round (median, range) |")
+        print("|---|---|---|---|")
+        ours = [rate for rate, _ in results["labeler"]]
+        for name, runs in results.items():
+            ratios = [a / b for a, (b, _) in zip(ours, runs)]
+            print(f"| {name} | {statistics.median(r for r, _ in runs):,.0f} | "
+                  f"{statistics.median(c for _, c in runs):.1f} | "
+                  f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) |")
+    finally:
+        broker.terminate()
+        redis_server.terminate()
+
+
+if __name__ == "__main__":
+    main()
