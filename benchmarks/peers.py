@@ -46,10 +46,21 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from labeler_throughput import FORMATS, default_model, load, produce_all, service_config, start_broker
 from stream_dec.config import config_from_mapping
 from stream_dec.local import free_port, redis_binary, wait_for_port
+from stream_dec.model import ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
 from stream_dec.stream.labeler import Labeler
 from stream_dec.stream.reservoir import Reservoir
+
+
+def spread_model(dim: int, X: np.ndarray) -> ModelVersion:
+    """The default shape (untrained: labelling costs the same), its 24 centres at the codes of 24
+    backlog rows, so that labels vary and checking them against Predictor means something."""
+    model = default_model(dim).to_model()
+    rows = np.random.default_rng(0).choice(len(X), model.n_clusters, replace=False)
+    with torch.no_grad():
+        model.centres.copy_(model.encode(torch.from_numpy(np.ascontiguousarray(X[rows], dtype=np.float32))))
+    return ModelVersion.from_model(model, version=1)
 
 
 def decode(value: bytes, content_type: str) -> np.ndarray:
@@ -153,11 +164,11 @@ def labeler(config, version, n: int, marks: list) -> None:
     running.process = timed
     thread = threading.Thread(target=running.run)
     thread.start()
-    while running.metrics.labels._value.get() < n:  # counted once acknowledged
-        time.sleep(0.002)
-    running.stop.set()  # settles the batches in flight: commits synchronously, leaves the group
-    thread.join()
+    while running.metrics.labels._value.get() < n:  # counted when acknowledged, then committed at once
+        time.sleep(0.001)
     marks.append(mark())
+    running.stop.set()  # commits synchronously what is left, leaves the group
+    thread.join()
 
 
 def mark() -> tuple[float, float]:
@@ -188,6 +199,7 @@ def check(config, n: int, expected: dict[tuple[int, int], int]) -> None:
     assert committed_total(config) == n, f"committed {committed_total(config)}, expected {n}"
     wrong = sum(cluster != expected[key] for key, cluster in seen.items())
     assert not wrong, f"{wrong} labels differ from Predictor.predict"
+    assert len(set(seen.values())) > 1, "every label is the same: the check would prove nothing"
 
 
 def expected_clusters(bootstrap: str, topic: str, content_type: str, version, n: int) -> dict[tuple[int, int], int]:
@@ -233,7 +245,7 @@ def main() -> None:
         backlog = config_from_mapping(base, source="peers")
         ensure_topics(backlog)
         produce_all(bootstrap, backlog.topics.embeddings, X, args.messages, content_type)
-        version = default_model(args.dim)
+        version = spread_model(args.dim, X)
         expected = expected_clusters(bootstrap, backlog.topics.embeddings, content_type, version, args.messages)
         print(f"{args.messages:,} x {args.dim}-d {args.format} in 3 partitions; labeler settings: "
               f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}")
