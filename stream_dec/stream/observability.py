@@ -104,6 +104,8 @@ class UpdaterMetrics:
         self.leader = Gauge("stream_dec_updater_leader", "1 while this updater holds the lease", registry=r)
         self.reservoir = Gauge("stream_dec_reservoir_samples", "Samples in the reservoir's window and staging "
                                "area, at the last trigger check", ["area"], registry=r)
+        self.window_age = Gauge("stream_dec_reservoir_window_age_seconds", "Age of the window's samples at the "
+                                "last cycle (since a labeler offered them)", ["quantile"], registry=r)
         self.outages = Counter("stream_dec_updater_outages", "Broker or Redis errors the updater retried",
                                ["service"], registry=r)
         self.failures = Counter("stream_dec_updater_failures", "Update passes that failed with an unexpected "

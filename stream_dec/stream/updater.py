@@ -180,7 +180,12 @@ class Updater:
             self.metrics.bad_samples.inc(removed)
             log.warning("removed %d unreadable reservoir samples (corrupt, or not %s wide)", removed,
                         window.X.shape[1])
-        log.info("update cycle: window of %d (%d retained)", len(window.ids), window.kept)
+        if len(window.ids):
+            ages = time.time() - window.arrived
+            self.metrics.window_age.labels("oldest").set(float(ages.max()))
+            self.metrics.window_age.labels("median").set(float(np.median(ages)))
+            log.info("update cycle: window of %d (%d retained), samples %.0f s old (median), the oldest %.0f s",
+                     len(window.ids), window.kept, np.median(ages), ages.max())
         if len(window.ids) < 2:
             log.warning("update cycle: a window of %d samples is too small to train on; skipped", len(window.ids))
             return None

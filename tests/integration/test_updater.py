@@ -291,6 +291,7 @@ def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
     config = loop_service
     config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, input_dim=384, model_dir=""),
                                  updater=dataclasses.replace(config.updater, update_every=10**6, interval_s=1e6))
+    started = time.time()
     labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                       follower=follower(config), reservoir=Reservoir(connect(config.redis), config.model.name, 300))
     updater = make_updater(config)
@@ -306,6 +307,8 @@ def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
     for t in threads:
         t.join(30)
     assert updater.published == [1]  # only the cold start can run: update_every is out of reach
+    oldest, median = (updater.metrics.window_age.labels(q)._value.get() for q in ("oldest", "median"))
+    assert 0 <= median <= oldest <= time.time() - started  # the window trained on: samples of this test
     assert sorted({label["id"] for label in labels}) == sorted(f"c{i}" for i in range(len(X)))
     assert labeler.metrics.samples_offered._value.get() == len(X)  # sampled once, not again after the seek back
     by_id = {label["id"]: label for label in labels}
