@@ -6,6 +6,8 @@ runs it and checks the result (drift, agreement, id permutation) against the lim
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from stream_dec.config import Config
 from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import Proposal, Strategy, Update, UpdateReport, Window, apply_strategy
@@ -19,20 +21,23 @@ from stream_dec.continual.retrain import Retrain
 from stream_dec.continual.translate import Translate
 
 def make_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
-    """The strategy called ``name``, with its settings from ``config``."""
+    """The strategy called ``name``, its parameters read from ``config`` (the TOML's
+    ``[update.<name>]`` section; ``[update.finetune]`` for the fine-tunes). The strategies
+    themselves take plain values: ``Translate(ratio=0.05, n_init=3, seed=0)``."""
     update, device = config.update, config.train.device
+    tune = {"finetune": update.finetune, "seed": seed, "device": device}
     if name == "translate":
-        return Translate(update.translate, seed=seed)
+        return Translate(**asdict(update.translate), seed=seed)
     if name == "recentre":
-        return Recentre(update.recentre)
+        return Recentre(**asdict(update.recentre))
     if name == "refit":
-        return Refit(update.finetune, update.refit, seed=seed, device=device)
+        return Refit(**asdict(update.refit), **tune)
     if name == "ewc":
-        return Ewc(update.finetune, update.ewc, seed=seed, device=device)
+        return Ewc(**asdict(update.ewc), **tune)
     if name == "anchored":
-        return Anchored(update.finetune, update.anchored, seed=seed, device=device)
+        return Anchored(**asdict(update.anchored), **tune)
     if name == "grow":
-        return Grow(update.grow, seed=seed)
+        return Grow(**asdict(update.grow), seed=seed)
     if name == "retrain":
         return Retrain(config.train, seed=seed)
     if name == "frozen":

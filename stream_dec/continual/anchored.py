@@ -6,15 +6,15 @@ where the old ones are (see :mod:`stream_dec.continual.finetune`). Unlike
 ``refit``/``ewc``, which hold parameters, it holds outputs, and it trains with SGD
 (momentum 0.9): with Adam, every parameter steps by about ``lr`` even where the anchor's
 gradient is nearly zero, a random walk that changed retained labels faster the stronger
-the anchor was. ``[update.anchored]`` ``lr``, ``epochs`` and ``reconstruction_weight``
-replace those of ``[update.finetune]``.
+the anchor was. Its own ``lr``, ``epochs`` and ``reconstruction_weight`` replace those of the shared
+fine-tune settings (``[update.finetune]``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-from stream_dec.config import AnchoredConfig, FineTuneConfig
+from stream_dec.config import FineTuneConfig
 from stream_dec.continual.base import Proposal, Window
 from stream_dec.continual.finetune import fine_tune
 from stream_dec.model import ModelVersion
@@ -25,12 +25,12 @@ class Anchored:
 
     name = "anchored"
 
-    def __init__(self, finetune: FineTuneConfig, config: AnchoredConfig, seed: int = 0, device: str = "auto") -> None:
-        self.finetune = dataclasses.replace(finetune, lr=config.lr, epochs=config.epochs,
-                                            reconstruction_weight=config.reconstruction_weight)
-        self.config, self.seed, self.device = config, seed, device
+    def __init__(self, distill: float = 10.0, lr: float = 0.01, epochs: float = 4.0, reconstruction_weight: float = 0.0,
+                 finetune: FineTuneConfig = FineTuneConfig(), seed: int = 0, device: str = "auto") -> None:
+        self.finetune = dataclasses.replace(finetune, lr=lr, epochs=epochs, reconstruction_weight=reconstruction_weight)
+        self.distill, self.seed, self.device = distill, seed, device
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
-        model = fine_tune(current, window, self.finetune, distill=self.config.distill, optimiser="sgd",
+        model = fine_tune(current, window, self.finetune, distill=self.distill, optimiser="sgd",
                           seed=self.seed, device=self.device)
         return Proposal(model)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from stream_dec.config import EwcConfig, FineTuneConfig
+from stream_dec.config import FineTuneConfig
 from stream_dec.continual.base import Proposal, Window
 from stream_dec.continual.finetune import anchored_parameters, fine_tune
 from stream_dec.model import DEC, ModelVersion
@@ -56,16 +56,18 @@ class Ewc:
 
     name = "ewc"
 
-    def __init__(self, finetune: FineTuneConfig, config: EwcConfig, seed: int = 0, device: str = "auto") -> None:
-        self.finetune, self.config, self.seed, self.device = finetune, config, seed, device
+    def __init__(self, lam: float = 100.0, gamma: float = 0.9, fisher_batch: int = 32,
+                 finetune: FineTuneConfig = FineTuneConfig(), seed: int = 0, device: str = "auto") -> None:
+        self.lam, self.gamma, self.fisher_batch = lam, gamma, fisher_batch
+        self.finetune, self.seed, self.device = finetune, seed, device
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
         previous = current.auxiliary(FISHER) or self._estimate(current.to_model(), window.X[window.agreement_rows])
-        model = fine_tune(current, window, self.finetune, strength=self.config.lam, weights=normalised(previous),
+        model = fine_tune(current, window, self.finetune, strength=self.lam, weights=normalised(previous),
                           seed=self.seed, device=self.device)
         now = self._estimate(model, window.X)
-        accumulated = {name: self.config.gamma * previous[name].to(now[name].device) + now[name] for name in now}
+        accumulated = {name: self.gamma * previous[name].to(now[name].device) + now[name] for name in now}
         return Proposal(model, {FISHER + name: f for name, f in accumulated.items()})
 
     def _estimate(self, model: DEC, X) -> dict[str, torch.Tensor]:
-        return fisher_diagonal(model, torch.as_tensor(X, device=model.centres.device), self.config.fisher_batch)
+        return fisher_diagonal(model, torch.as_tensor(X, device=model.centres.device), self.fisher_batch)

@@ -26,7 +26,6 @@ Examples
 --------
 >>> import numpy as np
 >>> from stream_dec.model import DEC
->>> from stream_dec.config import GrowConfig
 >>> from stream_dec.continual.base import Window
 >>> model = DEC((2, 2), n_clusters=2)
 >>> with torch.no_grad():
@@ -38,7 +37,7 @@ Examples
 >>> new = rng.normal([[0, 10]] * 60, 0.3)  # a region no centre serves
 >>> window = Window.of(np.vstack([old, new]), np.arange(160) < 100)
 >>> current = ModelVersion.from_model(model, version=1)
->>> grown = Grow(GrowConfig(budget=0.0, candidates=3, min_size=20)).propose(current, window)
+>>> grown = Grow(budget=0.0, candidates=3, min_size=20).propose(current, window)
 >>> grown.model.n_clusters, grown.model.predict(window.X)[0][100:].tolist() == [2] * 60
 (3, True)
 """
@@ -49,7 +48,6 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from stream_dec.config import GrowConfig
 from stream_dec.continual.base import Proposal, Window
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.training import encode_all
@@ -60,8 +58,12 @@ class Grow:
 
     Parameters
     ----------
-    config
-        ``budget``, ``candidates`` and ``min_size``.
+    budget
+        Largest share of retained samples whose label the new ids may take.
+    candidates
+        Most centres proposed by KMeans on the new samples.
+    min_size
+        Fewest samples a new id must take from old ids.
     seed
         KMeans random state (and the candidates' draw under ``"random"``).
     candidates_from
@@ -70,10 +72,11 @@ class Grow:
 
     name = "grow"
 
-    def __init__(self, config: GrowConfig, seed: int = 0, candidates_from: str = "kmeans") -> None:
+    def __init__(self, budget: float = 0.01, candidates: int = 48, min_size: int = 20, seed: int = 0,
+                 candidates_from: str = "kmeans") -> None:
         if candidates_from not in ("kmeans", "random"):
             raise ValueError(f"candidates_from must be 'kmeans' or 'random', not {candidates_from!r}")
-        self.config = config
+        self.budget, self.candidates, self.min_size = budget, candidates, min_size
         self.seed = seed
         self.candidates_from = candidates_from
 
@@ -85,7 +88,7 @@ class Grow:
         nearest, labels = (t.numpy() for t in torch.cdist(codes, old).min(1))  # Q falls with the distance
         rows = window.agreement_rows
         new = ~window.retained if window.retained.any() else np.ones(len(codes), dtype=bool)
-        count = min(self.config.candidates, int(new.sum()) // self.config.min_size)  # none smaller than min_size
+        count = min(self.candidates, int(new.sum()) // self.min_size)  # none smaller than min_size
         if count == 0:
             return Proposal(model)
         fresh = codes[torch.from_numpy(new)].numpy()
@@ -97,7 +100,7 @@ class Grow:
         check = rows & (np.random.default_rng(self.seed).random(len(rows)) < 0.5)
         chosen = choose_candidates(
             nearest, torch.cdist(codes, candidates).numpy(), labels, rows & ~check, check, k=model.n_clusters,
-            budget=self.config.budget, min_size=self.config.min_size,
+            budget=self.budget, min_size=self.min_size,
         )
         return Proposal(_with_centres(model, torch.cat([old, candidates[chosen]])))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from stream_dec.config import RecentreConfig
 from stream_dec.continual.base import Proposal, Window
 from stream_dec.continual.translate import translate_centres
 from stream_dec.model import ModelVersion
@@ -37,18 +36,18 @@ class Recentre:
 
     name = "recentre"
 
-    def __init__(self, config: RecentreConfig) -> None:
-        self.config = config
+    def __init__(self, ratio: float = 0.5, iterations: int = 1) -> None:
+        self.ratio, self.iterations = ratio, iterations
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
         model = current.to_model()
         X = torch.from_numpy(window.X)
         with torch.no_grad():
-            for _ in range(self.config.iterations):
+            for _ in range(self.iterations):
                 codes = encode_all(model, X)
                 labels = model.log_assign(codes).argmax(1).numpy()
                 old = model.cluster_centres().numpy()
                 targets = model.project(torch.from_numpy(cluster_means(codes.numpy(), labels, old))).numpy()
-                moved = model.project(torch.from_numpy(translate_centres(old, targets, self.config.ratio)))
+                moved = model.project(torch.from_numpy(translate_centres(old, targets, self.ratio)))
                 model.centres.copy_(moved.to(model.centres.dtype))
         return Proposal(model)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream_dec.config import FineTuneConfig, RefitConfig
+from stream_dec.config import FineTuneConfig
 from stream_dec.continual.base import Proposal, Window
 from stream_dec.continual.finetune import fine_tune
 from stream_dec.model import ModelVersion
@@ -13,9 +13,10 @@ class Refit:
 
     name = "refit"
 
-    def __init__(self, finetune: FineTuneConfig, config: RefitConfig, seed: int = 0, device: str = "auto") -> None:
-        self.finetune, self.config, self.seed, self.device = finetune, config, seed, device
+    def __init__(self, anchor: float = 10.0, finetune: FineTuneConfig = FineTuneConfig(), seed: int = 0,
+                 device: str = "auto") -> None:
+        self.anchor, self.finetune, self.seed, self.device = anchor, finetune, seed, device
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
-        model = fine_tune(current, window, self.finetune, strength=self.config.anchor, seed=self.seed, device=self.device)
+        model = fine_tune(current, window, self.finetune, strength=self.anchor, seed=self.seed, device=self.device)
         return Proposal(model)

@@ -15,7 +15,6 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
-from stream_dec.config import TranslateConfig
 from stream_dec.continual.base import Proposal, Window
 from stream_dec.model import ModelVersion
 from stream_dec.model.training import encode_all
@@ -44,25 +43,26 @@ class Translate:
 
     Parameters
     ----------
-    config
-        ``ratio`` and KMeans ``n_init``.
+    ratio
+        Fraction of the way each old centre moves toward its matched centroid (0: none).
+    n_init
+        KMeans restarts on the window's latent codes.
     seed
         KMeans random state.
     """
 
     name = "translate"
 
-    def __init__(self, config: TranslateConfig, seed: int = 0) -> None:
-        self.config = config
-        self.seed = seed
+    def __init__(self, ratio: float = 0.05, n_init: int = 3, seed: int = 0) -> None:
+        self.ratio, self.n_init, self.seed = ratio, n_init, seed
 
     def propose(self, current: ModelVersion, window: Window) -> Proposal:
         model = current.to_model()
         codes = encode_all(model, torch.from_numpy(window.X)).numpy()
-        centroids = KMeans(model.n_clusters, n_init=self.config.n_init, random_state=self.seed).fit(codes).cluster_centers_
+        centroids = KMeans(model.n_clusters, n_init=self.n_init, random_state=self.seed).fit(codes).cluster_centers_
         old = model.cluster_centres().detach().numpy()
         targets = model.project(torch.from_numpy(matched_centroids(old, centroids))).numpy()
-        moved = model.project(torch.from_numpy(translate_centres(old, targets, self.config.ratio)))
+        moved = model.project(torch.from_numpy(translate_centres(old, targets, self.ratio)))
         with torch.no_grad():
             model.centres.copy_(moved.to(model.centres.dtype))
         return Proposal(model)

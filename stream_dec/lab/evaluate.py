@@ -47,7 +47,7 @@ GROW_RANDOM = "grow-random"
 def lab_strategy(name: str, config: Config, seed: int = 0) -> Strategy:
     """:func:`~stream_dec.continual.make_strategy`, plus the experiment's controls."""
     if name == GROW_RANDOM:
-        return Grow(config.update.grow, seed=seed, candidates_from="random")
+        return Grow(**asdict(config.update.grow), seed=seed, candidates_from="random")
     return make_strategy(name, config, seed=seed)
 
 

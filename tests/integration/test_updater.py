@@ -64,7 +64,7 @@ def versions_producer(config) -> Producer:
 
 
 def translated(version: ModelVersion, X: np.ndarray) -> ModelVersion:
-    return apply_strategy(Translate(TranslateConfig(ratio=1.0)), version, Window.of(X), Limits(10, 0)).to_version()
+    return apply_strategy(Translate(ratio=1.0), version, Window.of(X), Limits(10, 0)).to_version()
 
 
 def test_labeler_hot_swaps_between_batches_and_labels_carry_the_version(loop_service):

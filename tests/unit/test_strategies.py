@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from stream_dec.config import (AnchoredConfig, Config, EwcConfig, FineTuneConfig, GrowConfig, ModelConfig, RefitConfig,
-                               TranslateConfig)
+from stream_dec.config import Config, FineTuneConfig, GrowConfig, ModelConfig, RefitConfig
 from stream_dec.continual import Limits, Window, apply_strategy, make_strategy
 from stream_dec.continual.anchored import Anchored
 from stream_dec.continual.base import is_identity_matching
@@ -41,16 +40,16 @@ def test_matched_centroids_and_translation_arithmetic():
 
 def test_translate_ratio_zero_is_a_no_op(setup):
     current, window = setup
-    proposal = Translate(TranslateConfig(ratio=0.0)).propose(current, window)
+    proposal = Translate(ratio=0.0).propose(current, window)
     np.testing.assert_allclose(centres(proposal.model), centres(current), atol=1e-6)
-    update = apply_strategy(Translate(TranslateConfig(ratio=0.0)), current, window, Limits())
+    update = apply_strategy(Translate(ratio=0.0), current, window, Limits())
     assert update.report.agreement == 1.0 and update.report.drift_max < 1e-5 and update.report.accepted
 
 
 def test_translate_ratio_one_lands_on_the_matched_centroids(setup):
     current, window = setup
     model = current.to_model()
-    proposal = Translate(TranslateConfig(ratio=1.0), seed=5).propose(current, window)
+    proposal = Translate(ratio=1.0, seed=5).propose(current, window)
     from sklearn.cluster import KMeans
 
     from stream_dec.model.training import encode_all
@@ -66,7 +65,7 @@ def test_translate_ratio_one_lands_on_the_matched_centroids(setup):
 
 def test_small_ratio_keeps_ids_aligned(setup):
     current, window = setup
-    update = apply_strategy(Translate(TranslateConfig(ratio=0.1)), current, window, LOOSE)
+    update = apply_strategy(Translate(ratio=0.1), current, window, LOOSE)
     assert not update.report.ids_permuted and update.report.agreement > 0.9
 
 
@@ -94,20 +93,20 @@ def test_ewc_with_huge_lambda_keeps_parameters_near_the_old_ones(setup):
         return sum(float((fisher[n] * (current.tensors[n] - p.detach()).pow(2)).sum())
                    for n, p in anchored_parameters(model).items())
 
-    free = Ewc(FINETUNE, EwcConfig(lam=0.0), device="cpu").propose(current, window)
-    held = Ewc(FINETUNE, EwcConfig(lam=1e6), device="cpu").propose(current, window)
+    free = Ewc(lam=0.0, finetune=FINETUNE, device="cpu").propose(current, window)
+    held = Ewc(lam=1e6, finetune=FINETUNE, device="cpu").propose(current, window)
     assert fisher_distance(held.model) < 0.1 * fisher_distance(free.model)
 
 
 def test_ewc_stores_an_accumulated_fisher_for_the_next_version(setup):
     current, window = setup
-    update = apply_strategy(Ewc(FINETUNE, EwcConfig(gamma=0.5), device="cpu"), current, window, LOOSE)
+    update = apply_strategy(Ewc(gamma=0.5, finetune=FINETUNE, device="cpu"), current, window, LOOSE)
     version = update.to_version()
     assert version.header.version == 2 and version.header.parent == 1 and version.header.strategy == "ewc"
     fisher = version.auxiliary("fisher.")
     assert set(fisher) == set(anchored_parameters(version.to_model()))
     # the next EWC step starts from the stored Fisher
-    following = apply_strategy(Ewc(FINETUNE, EwcConfig(gamma=0.5), device="cpu"), version, window, LOOSE).to_version()
+    following = apply_strategy(Ewc(gamma=0.5, finetune=FINETUNE, device="cpu"), version, window, LOOSE).to_version()
     assert all(bool((following.auxiliary("fisher.")[n] >= 0.5 * fisher[n] - 1e-12).all()) for n in fisher)
 
 
@@ -127,7 +126,7 @@ def test_anchored_distillation_holds_the_retained_samples_outputs(setup):
     retained = torch.from_numpy(window.retained)
 
     def kl_on(rows, distill):
-        model = Anchored(FINETUNE, AnchoredConfig(distill=distill, lr=0.05, epochs=3.0), device="cpu").propose(
+        model = Anchored(distill=distill, lr=0.05, epochs=3.0, finetune=FINETUNE, device="cpu").propose(
             current, window).model
         student = model.soft_assign(window.X)
         kl = (teacher * (teacher.log() - student.log())).sum(1)
@@ -177,7 +176,7 @@ def test_permuted_ids_are_reported_not_returned_silently(setup):
 
 def test_limits_are_enforced(setup):
     current, window = setup
-    report = apply_strategy(Translate(TranslateConfig(ratio=1.0)), current, window,
+    report = apply_strategy(Translate(ratio=1.0), current, window,
                             Limits(max_drift=0.0, min_agreement=1.0)).report
     assert not report.accepted
     assert any("relative drift" in v for v in report.violations)
@@ -203,7 +202,7 @@ def test_a_new_id_for_samples_an_old_id_had_absorbed_is_no_rename():
     X = rng.normal([[0, 0]] * 50 + [[10, 0]] * 50 + [[0, 10]] * 60, 0.3)
     window = Window.of(X, np.arange(160) < 100)
     current = ModelVersion.from_model(model, version=1)
-    update = apply_strategy(Grow(GrowConfig(budget=0.0, candidates=3, min_size=20)), current, window, Limits())
+    update = apply_strategy(Grow(budget=0.0, candidates=3, min_size=20), current, window, Limits())
     labels = update.proposal.model.predict(window.X)[0]
     assert (labels[100:] == 2).all() and (labels[:100] == current.to_model().predict(window.X[:100])[0]).all()
     assert update.report.accepted and not update.report.ids_permuted
