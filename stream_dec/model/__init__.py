@@ -2,6 +2,7 @@
 
 from stream_dec.model.checkpoint import ModelVersion, VersionHeader
 from stream_dec.model.dec import DEC, Autoencoder, resolve_device
+from stream_dec.model.estimator import DECClusterer
 from stream_dec.model.training import fit_dec
 
-__all__ = ["DEC", "Autoencoder", "ModelVersion", "VersionHeader", "fit_dec", "resolve_device"]
+__all__ = ["DEC", "DECClusterer", "Autoencoder", "ModelVersion", "VersionHeader", "fit_dec", "resolve_device"]

@@ -46,3 +46,26 @@ def test_predict_validates_its_input():
                          (X.astype(bool), "real numbers")):
         with pytest.raises(ValueError, match=message):
             model.predict(bad)
+
+
+def test_the_clusterer_fits_predicts_repeats_and_leaves_global_state_alone(wordnet_small):
+    import numpy as np
+    import pytest
+
+    from stream_dec.model.estimator import DECClusterer
+    from stream_dec.model.metrics import cluster_accuracy
+
+    X, y = wordnet_small
+    params = {"hidden_dims": (64,), "latent_dim": 10, "pretrain_epochs": 15, "max_epochs": 3, "n_init": 3,
+              "batch_size": 64, "device": "cpu"}
+    before = torch.random.get_rng_state()
+    first = DECClusterer(6, random_state=3, **params).fit(X.astype(np.float64))  # float64 taken as float32
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert np.array_equal(DECClusterer(6, random_state=3, **params).fit_predict(X), first.labels_)
+    assert cluster_accuracy(y, first.labels_) > 0.45 and first.cluster_centers_.shape == (6, 10)
+    with pytest.raises(ValueError, match="rows of 384 values"):
+        first.predict(X[:, :10])
+    with pytest.raises(ValueError, match="finite real 2-D"):
+        DECClusterer(6, **params).fit(np.full((10, 4), np.nan))
+    with pytest.raises(ValueError, match="lr"):
+        DECClusterer(6, lr=-1.0)
