@@ -7,6 +7,7 @@ group and its own labels topic:
 
 - ``labeler``: stream-dec's labeler with its default config (validation, dead-letter
   routing, reservoir sampling on: a Redis started here);
+- ``labeler-unsampled``: the same with ``sample_rate = 0``: what reservoir sampling costs;
 - ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
   one model call, produce each label, ``flush``, synchronous commit;
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
@@ -145,7 +146,7 @@ def quix(config, version, n: int, marks: list) -> None:
 
     sdf = app.dataframe(source).apply(label, metadata=True)
     sdf.to_topic(labels)
-    app.run(sdf, count=n, collect=False)
+    app.run(count=n, collect=False)
     marks.append(mark())
 
 
@@ -169,6 +170,12 @@ def labeler(config, version, n: int, marks: list) -> None:
     marks.append(mark())
     running.stop.set()  # commits synchronously what is left, leaves the group
     thread.join()
+
+
+def unsampled(config, version, n: int, marks: list) -> None:
+    """The labeler with ``sample_rate = 0``: what the reservoir costs."""
+    labeler(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=0.0)),
+            version, n, marks)
 
 
 def mark() -> tuple[float, float]:
@@ -249,8 +256,8 @@ def main() -> None:
         expected = expected_clusters(bootstrap, backlog.topics.embeddings, content_type, version, args.messages)
         print(f"{args.messages:,} x {args.dim}-d {args.format} in 3 partitions; labeler settings: "
               f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}")
-        peers = {"labeler": (labeler, args.messages), "batch-loop": (batch_loop, args.messages),
-                 "quix": (quix, args.quix), "naive": (naive, args.naive)}
+        peers = {"labeler": (labeler, args.messages), "labeler-unsampled": (unsampled, args.messages),
+                 "batch-loop": (batch_loop, args.messages), "quix": (quix, args.quix), "naive": (naive, args.naive)}
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
         for round_ in range(1, args.rounds + 1):
             for name, (run, n) in peers.items():
