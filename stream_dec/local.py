@@ -27,7 +27,9 @@ def free_port() -> int:
 
 
 def _listening(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
     with socket.socket() as probe:
+        probe.settimeout(0.2)
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
@@ -37,11 +39,9 @@ def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: f
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise StreamDecError(f"{process.args[0]} exited with status {process.returncode} at start-up")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+        if _listening(port):
             return
-        except OSError:
-            time.sleep(0.05)
+        time.sleep(0.05)
     raise StreamDecError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 

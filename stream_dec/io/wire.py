@@ -149,10 +149,10 @@ def _float32_batch(messages: list[InputMessage], dim: int, default_content_type:
     The values are joined into one buffer and read by one ``np.frombuffer``.
     """
     size, key_bytes, header_bytes = 4 * dim, limits.key_bytes, limits.header_bytes
-    if not messages or default_content_type != FLOAT32 and any(m.content_type is None for m in messages):
+    if not messages:
         return None
     for m in messages:
-        if (m.content_type not in (None, FLOAT32) or m.value is None or len(m.value) != size
+        if ((m.content_type or default_content_type) != FLOAT32 or m.value is None or len(m.value) != size
                 or (m.key is not None and len(m.key) > key_bytes) or m.header_bytes > header_bytes):
             return None
     try:

@@ -182,10 +182,11 @@ class Updater:
                         window.X.shape[1])
         if len(window.ids):
             ages = time.time() - window.arrived
-            self.metrics.window_age.labels("oldest").set(float(ages.max()))
-            self.metrics.window_age.labels("median").set(float(np.median(ages)))
+            oldest, median = float(ages.max()), float(np.median(ages))
+            self.metrics.window_age.labels("oldest").set(oldest)
+            self.metrics.window_age.labels("median").set(median)
             log.info("update cycle: window of %d (%d retained), samples %.0f s old (median), the oldest %.0f s",
-                     len(window.ids), window.kept, np.median(ages), ages.max())
+                     len(window.ids), window.kept, median, oldest)
         if len(window.ids) < 2:
             log.warning("update cycle: a window of %d samples is too small to train on; skipped", len(window.ids))
             return None
