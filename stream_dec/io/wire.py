@@ -149,7 +149,7 @@ def _float32_batch(messages: list[InputMessage], dim: int, default_content_type:
     The values are joined into one buffer and read by one ``np.frombuffer``.
     """
     size, key_bytes, header_bytes = 4 * dim, limits.key_bytes, limits.header_bytes
-    if not messages:
+    if not messages or size > limits.value_bytes:
         return None
     for m in messages:
         if ((m.content_type or default_content_type) != FLOAT32 or m.value is None or len(m.value) != size

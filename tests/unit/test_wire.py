@@ -226,3 +226,16 @@ def test_the_float32_batch_path_decides_as_the_message_by_message_path(odd, monk
     assert np.array_equal(fast.X, slow.X) and fast.X.flags.writeable
     assert [(r.offset, r.reason) for r in fast.rejected] == [(r.offset, r.reason) for r in slow.rejected]
     assert len(slow.rejected) == (0 if odd in (None, "bad-utf8-key", "json") else 1)
+
+
+def test_the_float32_batch_path_keeps_the_value_limit(monkeypatch):
+    """A vector wider than max_message_bytes is 'oversize' on both paths, not labelled by the batch path."""
+    from stream_dec.io import wire
+
+    messages = [InputMessage("emb", 0, i, f"k{i}".encode(), np.ones(8, "<f4").tobytes(), FLOAT32) for i in range(3)]
+    limits = InputLimits(value_bytes=16)  # 8 float32 are 32 bytes
+    fast = decode_batch(messages, dim=8, default_content_type=FLOAT32, limits=limits)
+    monkeypatch.setattr(wire, "_float32_batch", lambda *args: None)
+    slow = decode_batch(messages, dim=8, default_content_type=FLOAT32, limits=limits)
+    assert [r.reason for r in slow.rejected] == ["oversize"] * 3
+    assert [r.reason for r in fast.rejected] == [r.reason for r in slow.rejected] and len(fast.X) == 0
