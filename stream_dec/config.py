@@ -113,8 +113,8 @@ class TrainConfig:
         0 gives the original DEC objective.
     precision
         ``"float32"``, or ``"bfloat16"``: the network's matrix products in bfloat16 during
-        pretraining and self-training (losses, targets and weights stay float32), about
-        2.3x faster on CPUs with AVX-512 BF16 and on GPUs.
+        pretraining and self-training (losses, targets and weights stay float32), faster
+        on CPUs with AVX-512 BF16 and on GPUs.
     seed
         Seed for every random choice (weights, batches, noise, KMeans).
     device
