@@ -94,7 +94,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """The mixed-precision context for ``precision``: bfloat16 matrix products, or nothing.
 
     Losses, targets and parameters stay float32; only the layers' products run in
-    bfloat16 (about 2.3x faster on a CPU with AVX-512 BF16, and on a GPU).
+    bfloat16, which CPUs with AVX-512 BF16 and GPUs run faster (figures: benchmarks/README.md).
     """
     if precision == "bfloat16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
@@ -283,7 +283,8 @@ def fit_dec(
     else:
         if pretrained.dims[0] != X.shape[1]:
             raise ValueError(f"the pretrained autoencoder takes {pretrained.dims[0]}-d input, the data is {X.shape[1]}-d")
-        model = DEC(pretrained.dims, n_clusters, alpha=pretrained.alpha, latent_radius=pretrained.latent_radius)
+        model = new_model(pretrained.dims, n_clusters, alpha=pretrained.alpha, latent_radius=pretrained.latent_radius,
+                          seed=train_config.seed)
         model.autoencoder.load_state_dict(pretrained.autoencoder.state_dict())
         model.to(device)
         pretrain_loss, kept = float("nan"), None

@@ -109,3 +109,11 @@ def test_bfloat16_training_is_finite_reproducible_and_clusters(wordnet_small):
     assert torch.equal(first.centres, second.centres) and first.centres.dtype == torch.float32
     assert cluster_accuracy(y, first.predict(X)[0]) > 0.45  # as float32 (chance 1/6)
 
+
+
+def test_starting_from_a_pretrained_model_leaves_torchs_global_random_state_alone(wordnet_small):
+    X, _ = wordnet_small
+    _, first = fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=0), n_clusters=6, keep_pretrained=True)
+    before = torch.random.get_rng_state()
+    fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=1), n_clusters=4, pretrained=first.pretrained)
+    assert torch.equal(torch.random.get_rng_state(), before)
