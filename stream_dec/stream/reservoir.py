@@ -25,8 +25,11 @@ carrying a handful of vectors. The script checks the bound (a cycle resets the c
 and asks for the whole batch again when it no longer holds, so the sample stays exact.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
-were retained) followed by staged samples, the rest of the old window goes to
-``dropped``, and staging is emptied. A crash never leaves half a window.
+were retained) followed by staged samples (a random choice of them when more are staged
+than fit), the rest of the old window goes to ``dropped``, and staging is emptied. A
+crash never leaves half a window. Both are read in slot order and every random choice
+comes from the updater's generator, so the same offers and seed give the same window
+(a Redis hash's own order differs between server processes).
 """
 
 from __future__ import annotations
@@ -63,20 +66,30 @@ return before + count
 
 _CYCLE = """
 local window, staging, seen, kept_key, dropped_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local capacity = tonumber(ARGV[1])
+local capacity, seed = tonumber(ARGV[1]), tonumber(ARGV[3])
 if ARGV[2] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[2] then return {-1, 0} end
+local function by_slot(flat)  -- (slot, value) in slot order, not the hash's (per-process) order
+  local entries = {}
+  for i = 1, #flat, 2 do table.insert(entries, {tonumber(flat[i]) or math.huge, flat[i], flat[i + 1]}) end
+  table.sort(entries, function(a, b) if a[1] ~= b[1] then return a[1] < b[1] end return a[2] < b[2] end)
+  return entries
+end
 local records, keep, dropped = {}, {}, {}
-for i = 3, #ARGV do keep[ARGV[i]] = true end
-local old = redis.call('HGETALL', window)
-for i = 1, #old, 2 do
-  if keep[old[i]] then table.insert(records, old[i + 1]) else table.insert(dropped, old[i + 1]) end
+for i = 4, #ARGV do keep[ARGV[i]] = true end
+for _, e in ipairs(by_slot(redis.call('HGETALL', window))) do
+  if keep[e[2]] then table.insert(records, e[3]) else table.insert(dropped, e[3]) end
 end
 local kept = #records
-local staged = redis.call('HVALS', staging)
-for _, v in ipairs(staged) do
-  if #records >= capacity then break end
-  table.insert(records, v)
+local staged = by_slot(redis.call('HGETALL', staging))
+local room = capacity - kept
+if #staged > room then  -- a uniform choice of room staged samples, drawn from the caller's seed
+  for i = 1, room do
+    seed = (seed * 16807) % 2147483647
+    local j = i + math.floor(seed / 2147483647 * (#staged - i + 1))
+    staged[i], staged[j] = staged[j], staged[i]
+  end
 end
+for i = 1, math.min(room, #staged) do table.insert(records, staged[i][3]) end
 redis.call('DEL', window)
 for i, v in ipairs(records) do redis.call('HSET', window, i - 1, v) end
 redis.call('DEL', staging)
@@ -194,7 +207,8 @@ class Reservoir:
         slots = rng.choice(size, size=keep, replace=False) if keep else []
         lease_key, token = lease or ("", "")
         keys = [self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")] + [lease_key or self.keys["kept"]]
-        kept, total = self._cycle(keys=keys, args=[self.capacity, token, *[int(s) for s in slots]])
+        seed = int(rng.integers(1, 2**31 - 1))  # picks the staged samples when more than fit
+        kept, total = self._cycle(keys=keys, args=[self.capacity, token, seed, *[int(s) for s in slots]])
         if kept < 0:
             raise LeaseLost(f"the lease {lease_key} is no longer held by this updater; the window was not cycled")
         return int(kept), int(total)

@@ -97,6 +97,38 @@ def test_cycle_keeps_exactly_half_and_refills_from_staging(client, name):
     np.testing.assert_array_equal(held_out.X[0], X[int(held_out.ids[0][1:])])
 
 
+def test_a_cycle_lays_samples_in_the_order_offered_whatever_the_hash_order(client, name):
+    """A Redis hash stored as a hash table (values over 64 bytes, or over 512 fields) iterates in
+    its own (per-process, seeded) order: the window must not, or the same stream and seed would
+    give other windows, hence other versions."""
+    X = np.zeros((300, 32), np.float32)
+    reservoir = Reservoir(client, name, capacity=300)
+    rng = np.random.default_rng(0)
+    reservoir.offer(ids(300), X, 0.0, rng)
+    reservoir.cycle(1.0, rng)
+    assert reservoir.window().ids == ids(300)
+    reservoir.offer(ids(300, 300), X, 0.0, rng)
+    reservoir.cycle(0.5, rng)
+    window = reservoir.window()
+    retained = window.ids[:window.kept]
+    assert retained == sorted(retained, key=lambda i: int(i[1:])) and len(retained) == 150
+    assert len(set(window.ids[window.kept:]) & set(ids(300, 300))) == 150  # a seeded choice of the 300 staged
+
+
+def test_more_staged_than_fits_is_a_seeded_uniform_choice(client, name):
+    X = np.zeros((400, 2), np.float32)
+    chosen = []
+    for seed in (7, 7, 8):
+        reservoir = Reservoir(client, name, capacity=100, staging_capacity=400)
+        client.delete(*reservoir.keys.values())
+        reservoir.offer(ids(400), X, 0.0, np.random.default_rng(0))
+        reservoir.cycle(1.0, np.random.default_rng(seed))
+        chosen.append(reservoir.window().ids)
+    assert chosen[0] == chosen[1] != chosen[2] and len(chosen[0]) == 100
+    offered_at = np.array([int(i[1:]) for i in chosen[0] + chosen[2]])
+    assert 150 < np.median(offered_at) < 250  # not the first-offered (the oldest) samples
+
+
 def test_redis_restart_with_aof_keeps_the_window(tmp_path):
     server = redis_binary()
     port = free_port()
