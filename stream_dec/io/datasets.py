@@ -4,14 +4,15 @@ Every loader returns a :class:`Dataset` (a contiguous float32 matrix and optiona
 labels) or raises :class:`~stream_dec.errors.DataError` naming the file, the row and
 the problem. Supported layouts:
 
-- ``.npz`` with an array ``X`` (n x D) and, optionally, ``y`` (n labels) and
-  ``retained`` (n booleans: rows kept from the previous update window);
+- ``.npz`` with an array ``X`` (n x D) and, optionally, ``y`` (n labels),
+  ``retained`` (n booleans: rows kept from the previous update window) and ``texts``
+  (n strings: what was embedded, for the cluster catalogue);
 - ``.npy`` holding the n x D matrix alone;
 - ``.csv`` with a header row, one row per sample, in the layout of the original
   notebooks (``train_embed_label.csv``): the embedding either as numeric columns or as
-  one column holding a JSON list, plus an optional ``label`` column and an optional
-  ``retained`` column (``true``/``false`` or ``1``/``0``). A leading unnamed column (a
-  pandas index) is ignored.
+  one column holding a JSON list, plus an optional ``label`` column, an optional
+  ``retained`` column (``true``/``false`` or ``1``/``0``) and an optional ``text``
+  column. A leading unnamed column (a pandas index) is ignored.
 
 Labels may be integers or strings (class names): names are numbered in sorted order and
 kept in :attr:`Dataset.classes`. Rows are numbered from 0 in every format, as arrays
@@ -45,6 +46,7 @@ from stream_dec.errors import DataError
 
 LABEL_COLUMN = "label"
 RETAINED_COLUMN = "retained"
+TEXT_COLUMN = "text"
 TRUTH = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -65,6 +67,8 @@ class Dataset:
         The file it came from.
     classes
         The class names when the labels were strings (``y`` indexes them), else ``None``.
+    texts
+        What each row embeds (n strings), or ``None``: the cluster catalogue's terms.
     """
 
     X: np.ndarray
@@ -72,6 +76,7 @@ class Dataset:
     path: Path
     retained: np.ndarray | None = None
     classes: tuple[str, ...] | None = None
+    texts: tuple[str, ...] | None = None
 
     @property
     def dim(self) -> int:
@@ -94,15 +99,15 @@ def load_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
-    retained = None
+    retained = texts = None
     if suffix == ".npz":
-        X, y, retained = _read_npz(path)
+        X, y, retained, texts = _read_npz(path)
         row_name = _array_row
     elif suffix == ".npy":
         X, y = _read_npy(path), None
         row_name = _array_row
     elif suffix == ".csv":
-        X, y, retained = _read_csv(path)
+        X, y, retained, texts = _read_csv(path)
         row_name = _csv_row
     else:
         raise DataError(f"{path}: unsupported file type '{suffix}' (expected .npz, .npy or .csv)")
@@ -113,13 +118,14 @@ def load_dataset(path: str | Path, *, require_labels: bool = False) -> Dataset:
         path=path,
         retained=None if retained is None else _checked_mask(path, retained, len(X)),
         classes=classes,
+        texts=None if texts is None else _checked_texts(path, texts, len(X)),
     )
     if require_labels and data.y is None:
         raise DataError(f"{path}: labels are required but the file has none (no 'y' array or '{LABEL_COLUMN}' column)")
     return data
 
 
-def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "X" not in archive.files:
@@ -127,9 +133,10 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
             X = archive["X"]
             y = archive["y"] if "y" in archive.files else None
             retained = archive["retained"] if "retained" in archive.files else None
+            texts = archive["texts"] if "texts" in archive.files else None
     except (ValueError, OSError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path}: not a readable .npz archive: {_numpy_reason(exc)}") from None
-    return X, y, retained
+    return X, y, retained, texts
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -146,7 +153,7 @@ def _numpy_reason(exc: Exception) -> str:
     return str(exc)
 
 
-def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, list[str] | None]:
     with path.open(newline="") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -158,7 +165,8 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
     skip = {0} if header[0].strip() == "" else set()  # pandas index column
     label_at = header.index(LABEL_COLUMN) if LABEL_COLUMN in header else None
     retained_at = header.index(RETAINED_COLUMN) if RETAINED_COLUMN in header else None
-    feature_at = [i for i in range(len(header)) if i not in skip and i not in (label_at, retained_at)]
+    text_at = header.index(TEXT_COLUMN) if TEXT_COLUMN in header else None
+    feature_at = [i for i in range(len(header)) if i not in skip and i not in (label_at, retained_at, text_at)]
     if not feature_at:
         raise DataError(f"{path}: no embedding column")
     json_column = len(feature_at) == 1 or rows[0][feature_at[0]].lstrip().startswith("[")
@@ -185,7 +193,8 @@ def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | N
         y = np.asarray(labels, dtype=np.int64) if all(isinstance(v, int) for v in labels) else \
             np.asarray([row[label_at] for row in rows], dtype=str)
     return (np.asarray(vectors, dtype=np.float64), y,
-            np.asarray(retained, dtype=bool) if retained_at is not None else None)
+            np.asarray(retained, dtype=bool) if retained_at is not None else None,
+            [row[text_at] for row in rows] if text_at is not None else None)
 
 
 def _json_vector(path: Path, where: str, cell: str) -> list[float]:
@@ -259,6 +268,15 @@ def _checked_labels(path: Path, y: np.ndarray, n: int) -> tuple[np.ndarray, tupl
     if y.dtype.kind not in "iu":
         raise DataError(f"{path}: labels have dtype {y.dtype}, expected integers or strings (class names)")
     return y.astype(np.int64), None
+
+
+def _checked_texts(path: Path, texts, n: int) -> tuple[str, ...]:
+    """One string per row (numbers or bytes are not texts)."""
+    texts = np.asarray(texts)
+    if texts.shape != (n,) or texts.dtype.kind != "U":
+        raise DataError(f"{path}: 'texts' must hold {n} strings, got an array of shape {texts.shape} "
+                        f"and dtype {texts.dtype}")
+    return tuple(str(t) for t in texts)
 
 
 def _checked_mask(path: Path, mask: np.ndarray, n: int) -> np.ndarray:

@@ -3,13 +3,15 @@
 Input (embeddings topic), chosen per message by the ``content-type`` header (a
 configured default applies when the header is absent):
 
-- ``application/json``: ``{"id": "...", "embedding": [floats], "ts": optional}``;
+- ``application/json``: ``{"id": "...", "embedding": [floats], "text": optional}``
+  (``text``: what was embedded, a string; the reservoir keeps it for the cluster
+  catalogue's terms);
 - ``application/x-float32``: the raw little-endian float32 vector; the id is the key.
 
 :func:`decode_batch` decodes a batch straight into one contiguous float32 array and
 returns, for every message it could not use, a :class:`Rejection` with a reason code
 (``empty``, ``oversize``, ``oversize-key``, ``oversize-headers``, ``unknown-content-type``,
-``bad-json``, ``missing-field``, ``bad-embedding``, ``bad-id``, ``wrong-dimension``,
+``bad-json``, ``missing-field``, ``bad-embedding``, ``bad-id``, ``bad-text``, ``wrong-dimension``,
 ``wrong-byte-length``, ``non-finite``). Nothing is dropped: every input message is either
 a row of the array or a rejection.
 
@@ -91,12 +93,17 @@ class Rejection:
 
 @dataclass(frozen=True)
 class DecodedBatch:
-    """Decoded rows and rejections; ``rows[i]`` is the index in the batch of ``X[i]``."""
+    """Decoded rows and rejections; ``rows[i]`` is the index in the batch of ``X[i]``.
+
+    ``texts[i]`` is the JSON ``text`` of row i (``None`` where it had none); ``texts`` is
+    ``None`` when no row had one.
+    """
 
     X: np.ndarray
     rows: np.ndarray
     ids: list[str]
     rejected: list[Rejection]
+    texts: list[str | None] | None = None
 
 
 class _Reject(Exception):
@@ -114,23 +121,25 @@ def decode_batch(messages: list[InputMessage], *, dim: int, default_content_type
     """
     fast = _float32_batch(messages, dim, default_content_type, limits)
     if fast is not None:
-        return _finite_rows(messages, *fast, [])
+        return _finite_rows(messages, *fast, [], None)
     X = np.empty((len(messages), dim), dtype=np.float32)
-    rows, ids, rejected = [], [], []
+    rows, ids, texts, rejected = [], [], [], []
     parser = simdjson.Parser()  # reused for the batch's JSON messages
     with np.errstate(over="ignore"):  # a JSON number beyond float32's range becomes Inf: rejected below
         for index, message in enumerate(messages):
             try:
-                identifier = _decode_into(X[len(rows)], message, dim, default_content_type, limits, parser)
+                identifier, text = _decode_into(X[len(rows)], message, dim, default_content_type, limits, parser)
                 ids.append(_checked_id(identifier, limits.id_bytes))
+                texts.append(text)
                 rows.append(index)
             except _Reject as exc:
                 rejected.append(Rejection(message, exc.reason, exc.detail))
-    return _finite_rows(messages, X[: len(rows)], np.asarray(rows, dtype=np.int64), ids, rejected)
+    return _finite_rows(messages, X[: len(rows)], np.asarray(rows, dtype=np.int64), ids, rejected,
+                        texts if any(t is not None for t in texts) else None)
 
 
 def _finite_rows(messages: list[InputMessage], X: np.ndarray, rows: np.ndarray, ids: list[str],
-                 rejected: list[Rejection]) -> DecodedBatch:
+                 rejected: list[Rejection], texts: list[str | None] | None) -> DecodedBatch:
     """Reject the rows holding NaN or Inf (one vectorised check for the whole batch)."""
     finite = np.isfinite(X).all(axis=1)
     if not finite.all():
@@ -138,7 +147,8 @@ def _finite_rows(messages: list[InputMessage], X: np.ndarray, rows: np.ndarray, 
             rejected.append(Rejection(messages[rows[i]], "non-finite", "embedding holds NaN or Inf"))
         keep = np.flatnonzero(finite)
         X, ids, rows = X[finite], [ids[i] for i in keep], rows[keep]
-    return DecodedBatch(np.ascontiguousarray(X), rows, ids, rejected)
+        texts = None if texts is None else [texts[i] for i in keep]
+    return DecodedBatch(np.ascontiguousarray(X), rows, ids, rejected, texts)
 
 
 def _float32_batch(messages: list[InputMessage], dim: int, default_content_type: str,
@@ -164,8 +174,8 @@ def _float32_batch(messages: list[InputMessage], dim: int, default_content_type:
 
 
 def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, limits: InputLimits,
-                 parser: simdjson.Parser) -> str:
-    """Write the message's vector into ``out``; return its id or raise ``_Reject``."""
+                 parser: simdjson.Parser) -> tuple[str, str | None]:
+    """Write the message's vector into ``out``; return its id and text, or raise ``_Reject``."""
     value = message.value
     if not value:
         raise _Reject("empty", "message has no value")
@@ -181,14 +191,15 @@ def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_conte
         if len(value) != 4 * dim:
             raise _Reject("wrong-byte-length", f"{len(value)} bytes, expected {4 * dim} ({dim} float32)")
         out[:] = np.frombuffer(value, dtype="<f4")
-        return _key_text(message.key)
+        return _key_text(message.key), None
     if content_type == JSON:
         return _decode_json(out, value, message.key, dim, parser)
     raise _Reject("unknown-content-type",
                   f"content-type {content_type[:100]!r} is not one of {', '.join(CONTENT_TYPES)}")
 
 
-def _decode_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int, parser: simdjson.Parser) -> str:
+def _decode_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int,
+                 parser: simdjson.Parser) -> tuple[str, str | None]:
     """The JSON format: simdjson's fast path for the usual document, orjson's exact one for anything else.
 
     The fast path reads the embedding into ``out`` without making a Python float per value
@@ -197,35 +208,37 @@ def _decode_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int, par
     paths accept and reject the same messages for the same reasons.
     """
     if value.find(b"[") == value.rfind(b"["):  # at most one "[": no nested or second array (memchr: 5x count's speed)
-        identifier = _fast_json(out, value, dim, parser)
-        if identifier is not _SLOW:
-            return _id_text(identifier, key)
+        found = _fast_json(out, value, dim, parser)
+        if found is not _SLOW:
+            return _id_text(found[0], key), found[1]
     return _exact_json(out, value, key, dim)
 
 
 _SLOW = object()
 _ID_TYPES = {str, int, type(None)}  # exact types: bool is an int subclass, and no id
+_TEXT_TYPES = {str, type(None)}
 
 
 def _fast_json(out: np.ndarray, value: bytes, dim: int, parser: simdjson.Parser):
-    """The document's id (``_SLOW`` if the exact path must decide), its embedding written to ``out``."""
+    """The document's (id, text) (``_SLOW`` if the exact path must decide), its embedding written to ``out``."""
     document = embedding = None
     try:
         document = parser.parse(value)
         embedding = document["embedding"]
         numbers = np.frombuffer(embedding.as_buffer(of_type="d"), dtype=np.float64)
-        identifier = document.get("id")
-        if len(numbers) != dim or type(identifier) not in _ID_TYPES or len(set(document.keys())) != len(document):
+        identifier, text = document.get("id"), document.get("text")
+        if (len(numbers) != dim or type(identifier) not in _ID_TYPES or type(text) not in _TEXT_TYPES
+                or len(set(document.keys())) != len(document)):
             return _SLOW
         out[:] = numbers
-        return identifier
+        return identifier, text
     except Exception:  # any malformed document: the exact path names the reason
         return _SLOW
     finally:
         del document, embedding  # a parser's proxies must not outlive the parse
 
 
-def _exact_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int) -> str:
+def _exact_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int) -> tuple[str, str | None]:
     """The JSON format decoded with orjson, every value checked; raises ``_Reject``."""
     try:
         document = orjson.loads(value)
@@ -243,8 +256,11 @@ def _exact_json(out: np.ndarray, value: bytes, key: bytes | None, dim: int) -> s
     identifier = document.get("id")
     if type(identifier) not in _ID_TYPES:
         raise _Reject("bad-id", f"'id' must be a string or an integer within 64 bits, got {_kind(identifier)}")
+    text = document.get("text")
+    if type(text) not in _TEXT_TYPES:
+        raise _Reject("bad-text", f"'text' must be a string, got {_kind(text)}")
     out[:] = embedding
-    return _id_text(identifier, key)
+    return _id_text(identifier, key), text
 
 
 def _kind(value) -> str:

@@ -222,6 +222,7 @@ class InFlight(NamedTuple):
     offsets: list[TopicPartition]
     ids: list[str]  # of the rows the reservoir has not been offered yet
     X: np.ndarray
+    texts: list[str | None] | None
     sent: float  # time.monotonic() when produced
 
 
@@ -359,24 +360,25 @@ class Labeler:
 
     def _deliver_and_commit(self, records: list[Record], labels: tuple[str, list, list[bytes]],
                             inputs: list[InputMessage], batch) -> None:
-        ids, X = self._not_yet_sampled(inputs, batch)
+        ids, X, texts = self._not_yet_sampled(inputs, batch)
         if self.transactional:
             if self._transaction(records, labels, inputs):
-                self.feed_reservoir(ids, X)
+                self.feed_reservoir(ids, X, texts)
             return
-        self.in_flight.append(InFlight(self.delivery.submit(records, labels), next_offsets(inputs), ids, X,
+        self.in_flight.append(InFlight(self.delivery.submit(records, labels), next_offsets(inputs), ids, X, texts,
                                        time.monotonic()))  # settled by the run loop, right after this batch
 
-    def _not_yet_sampled(self, inputs: list[InputMessage], batch) -> tuple[list[str], np.ndarray]:
-        """The batch's rows minus those offered to the reservoir during a cold start."""
+    def _not_yet_sampled(self, inputs: list[InputMessage], batch) -> tuple[list[str], np.ndarray, list | None]:
+        """The batch's rows (ids, vectors, texts) minus those offered to the reservoir during a cold start."""
         if not self.sampled_until:
-            return batch.ids, batch.X
+            return batch.ids, batch.X, batch.texts
         fresh = [inputs[row].offset >= self.sampled_until.get((inputs[row].topic, inputs[row].partition), 0)
                  for row in batch.rows.tolist()]
         for m in inputs:  # a partition labelled past what was sampled needs no more checks
             if m.offset + 1 >= self.sampled_until.get((m.topic, m.partition), m.offset + 2):
                 del self.sampled_until[(m.topic, m.partition)]
-        return [i for i, keep in zip(batch.ids, fresh) if keep], batch.X[np.asarray(fresh, dtype=bool)]
+        texts = None if batch.texts is None else [t for t, keep in zip(batch.texts, fresh) if keep]
+        return [i for i, keep in zip(batch.ids, fresh) if keep], batch.X[np.asarray(fresh, dtype=bool)], texts
 
     def settle(self, everything: bool = False) -> None:
         """Commit the batches, oldest first, whose every record the broker has acknowledged.
@@ -397,7 +399,7 @@ class Labeler:
                     break
                 self.delivery.wait(batch.ticket)
             self.in_flight.popleft()
-            self.feed_reservoir(batch.ids, batch.X)
+            self.feed_reservoir(batch.ids, batch.X, batch.texts)
             settled.append(batch.offsets)
         if settled:
             self._commit(latest_offsets(settled), asynchronous=not everything)
@@ -411,7 +413,7 @@ class Labeler:
                                                              self.sampled_until.get((m.topic, m.partition), 0))
         batch = decode_batch(inputs, dim=self.settings.input_dim, default_content_type=self.settings.content_type,
                              limits=self.limits)
-        self.feed_reservoir(batch.ids, batch.X)
+        self.feed_reservoir(batch.ids, batch.X, batch.texts)
 
     def follow_versions(self) -> None:
         """Between batches: switch to a newer valid version from the versions topic, if any."""
@@ -428,21 +430,23 @@ class Labeler:
             self.consumer.seek(TopicPartition(topic, partition, offset))
         self.unlabelled_from.clear()
 
-    def feed_reservoir(self, ids: list[str], X: np.ndarray) -> None:
-        """Offer a ``sample_rate`` share of the batch to the reservoir; never blocks labels on Redis."""
+    def feed_reservoir(self, ids: list[str], X: np.ndarray, texts: list[str | None] | None = None) -> None:
+        """Offer a ``sample_rate`` share of the batch (with its texts) to the reservoir; never blocks
+        labels on Redis."""
         if self.reservoir is None or not ids:
             return
         rate = self.config.reservoir.sample_rate
         if rate < 1:  # a share of the rows (copied); at 1, all of them as they are
             chosen = np.flatnonzero(self.rng.random(len(ids)) < rate)
             ids, X = [ids[i] for i in chosen], X[chosen]
+            texts = None if texts is None else [texts[i] for i in chosen]
         if not ids:
             return
         if time.monotonic() < self.reservoir_retry_at:
             self.metrics.samples_skipped.inc(len(ids))
             return
         try:
-            self.reservoir.offer(ids, X, time.time(), self.rng)
+            self.reservoir.offer(ids, X, time.time(), self.rng, texts)
             self.metrics.samples_offered.inc(len(ids))
         except redis.RedisError as exc:
             self.metrics.samples_skipped.inc(len(ids))

@@ -10,8 +10,11 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
   cycle dropped, which no update trains on: the updater's held-out check.
 
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
-UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`). An id longer than
-65,535 bytes is cut on a character boundary. Reading tolerates what it cannot parse: a
+UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`). A sample with a text
+(the input's optional JSON ``text``, kept for the cluster catalogue) sets the length's
+top bit and carries the text's length (uint16) and UTF-8 bytes after the id. An id
+longer than 32,767 bytes or a text longer than 1,024 bytes is cut on a character
+boundary. Reading tolerates what it cannot parse: a
 corrupt sample, or one of another width than the model's, is removed from Redis and
 counted (:attr:`WindowSamples.removed`), never fatal to the updater.
 
@@ -35,7 +38,7 @@ comes from the updater's generator, so the same offers and seed give the same wi
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import redis
@@ -44,6 +47,8 @@ from stream_dec.config import RedisConfig
 from stream_dec.errors import StreamDecError
 
 _HEADER = struct.Struct("<dH")
+_TEXT_LENGTH = struct.Struct("<H")
+_HAS_TEXT = 0x8000
 
 _OFFER = """
 local capacity, count, bound = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -101,21 +106,32 @@ return {kept, #records}
 """
 
 
-MAX_ID_BYTES = 65535
+MAX_ID_BYTES = 32767
+MAX_TEXT_BYTES = 1024
 
 
-def pack(identifier: str, arrived: float, vector: np.ndarray) -> bytes:
-    """Binary form of one sample; an id past 65,535 UTF-8 bytes is cut on a character boundary.
+def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None = None) -> bytes:
+    """Binary form of one sample; an id past 32,767 UTF-8 bytes (a text past 1,024) is cut on a
+    character boundary.
 
     >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4")))
-    ('a', 1.5, array([1., 2.], dtype=float32))
+    ('a', 1.5, array([1., 2.], dtype=float32), None)
+    >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4"), "a fish"))[3]
+    'a fish'
     >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2)))[0])
-    32767
+    16383
     """
-    raw = identifier.encode("utf-8", errors="replace")
-    if len(raw) > MAX_ID_BYTES:
-        raw = raw[:MAX_ID_BYTES].decode("utf-8", errors="ignore").encode("utf-8")
-    return _HEADER.pack(arrived, len(raw)) + raw + np.asarray(vector, "<f4").tobytes()
+    raw = _cut(identifier, MAX_ID_BYTES)
+    vector = np.asarray(vector, "<f4").tobytes()
+    if text is None:
+        return _HEADER.pack(arrived, len(raw)) + raw + vector
+    words = _cut(text, MAX_TEXT_BYTES)
+    return _HEADER.pack(arrived, len(raw) | _HAS_TEXT) + raw + _TEXT_LENGTH.pack(len(words)) + words + vector
+
+
+def _cut(text: str, limit: int) -> bytes:
+    raw = text.encode("utf-8", errors="replace")
+    return raw if len(raw) <= limit else raw[:limit].decode("utf-8", errors="ignore").encode("utf-8")
 
 
 class LeaseLost(StreamDecError):
@@ -126,28 +142,38 @@ class BadSample(ValueError):
     """A stored sample that cannot be read back."""
 
 
-def unpack(data: bytes) -> tuple[str, float, np.ndarray]:
-    """Inverse of :func:`pack`; raises :class:`BadSample` for bytes it cannot have written."""
+def unpack(data: bytes) -> tuple[str, float, np.ndarray, str | None]:
+    """Inverse of :func:`pack`: (id, arrived, vector, text); raises :class:`BadSample` for bytes
+    it cannot have written."""
     if len(data) < _HEADER.size:
         raise BadSample(f"{len(data)} bytes: shorter than a sample header")
     arrived, length = _HEADER.unpack_from(data)
-    start = _HEADER.size + length
-    if start > len(data) or (len(data) - start) % 4:
-        raise BadSample(f"{len(data)} bytes do not hold a {length}-byte id and a float32 vector")
+    start, text = _HEADER.size + (length & ~_HAS_TEXT), None
     identifier = data[_HEADER.size:start].decode("utf-8", errors="replace")
-    return identifier, arrived, np.frombuffer(data, "<f4", offset=start)
+    if length & _HAS_TEXT:
+        if start + _TEXT_LENGTH.size > len(data):
+            raise BadSample(f"{len(data)} bytes do not hold the id and text lengths the header gives")
+        (size,) = _TEXT_LENGTH.unpack_from(data, start)
+        start += _TEXT_LENGTH.size
+        text = data[start:start + size].decode("utf-8", errors="replace")
+        start += size
+    if start > len(data) or (len(data) - start) % 4:
+        raise BadSample(f"{len(data)} bytes do not hold a {length & ~_HAS_TEXT}-byte id and a float32 vector")
+    return identifier, arrived, np.frombuffer(data, "<f4", offset=start), text
 
 
 @dataclass(frozen=True)
 class WindowSamples:
     """Samples as read from Redis (the window, or the held-out ones): rows ``[:kept]`` were
-    retained by the last cycle; ``removed`` unreadable samples were deleted on the way."""
+    retained by the last cycle; ``removed`` unreadable samples were deleted on the way;
+    ``texts[i]`` is sample i's text (``None`` if it came without one)."""
 
     ids: list[str]
     arrived: np.ndarray
     X: np.ndarray
     kept: int
     removed: int = 0
+    texts: list[str | None] = field(default_factory=list)
 
     @property
     def retained(self) -> np.ndarray:
@@ -180,15 +206,17 @@ class Reservoir:
         self.seen_bound = 0
         """Samples offered since the last cycle, as of this client's last offer: a lower bound until a cycle."""
 
-    def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator) -> None:
-        """Offer samples to staging (usually one round trip); raises ``redis.RedisError`` if down."""
+    def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator,
+              texts: list[str | None] | None = None) -> None:
+        """Offer samples (and their texts, if any) to staging (usually one round trip); raises
+        ``redis.RedisError`` if down."""
         draws = rng.random(len(ids))
         while True:
             seen = self.seen_bound + np.arange(1, len(ids) + 1)  # lower bounds of each sample's number
             candidates = np.flatnonzero((seen <= self.staging_capacity) | (draws * seen < self.staging_capacity))
             args = [self.staging_capacity, len(ids), self.seen_bound]
             for i in candidates.tolist():
-                args += [i, repr(float(draws[i])), pack(ids[i], arrived, X[i])]
+                args += [i, repr(float(draws[i])), pack(ids[i], arrived, X[i], texts[i] if texts else None)]
             answer = int(self._offer(keys=[self.keys["staging"], self.keys["seen"]], args=args))
             if answer >= 0:
                 self.seen_bound = answer
@@ -240,9 +268,10 @@ class Reservoir:
             self.client.hdel(self.keys[key], *bad)
         kept = sum(_slot_order(slot) < kept for slot, _ in good)
         if not good:
-            return WindowSamples([], np.empty(0), np.empty((0, dim or 0), np.float32), 0, len(bad))
-        ids, arrived, vectors = zip(*(sample for _, sample in good))
-        return WindowSamples(list(ids), np.asarray(arrived), np.stack(vectors).astype(np.float32), kept, len(bad))
+            return WindowSamples([], np.empty(0), np.empty((0, dim or 0), np.float32), 0, len(bad), [])
+        ids, arrived, vectors, texts = zip(*(sample for _, sample in good))
+        return WindowSamples(list(ids), np.asarray(arrived), np.stack(vectors).astype(np.float32), kept, len(bad),
+                             list(texts))
 
     def sizes(self) -> dict[str, int]:
         """Window size, staging size and samples offered since the last cycle."""

@@ -129,6 +129,17 @@ def test_more_staged_than_fits_is_a_seeded_uniform_choice(client, name):
     assert 150 < np.median(offered_at) < 250  # not the first-offered (the oldest) samples
 
 
+def test_texts_travel_with_their_samples(client, name):
+    X = np.arange(6, dtype=np.float32).reshape(3, 2)
+    reservoir = Reservoir(client, name, capacity=3)
+    reservoir.offer(ids(3), X, 0.0, np.random.default_rng(0), ["a fish", None, "é" * 2000])
+    reservoir.cycle(1.0, np.random.default_rng(0))
+    window = reservoir.window()
+    assert window.ids == ids(3) and window.texts[:2] == ["a fish", None]
+    assert window.texts[2] == "é" * 512  # cut at 1,024 UTF-8 bytes
+    np.testing.assert_array_equal(window.X, X)
+
+
 def test_redis_restart_with_aof_keeps_the_window(tmp_path):
     server = redis_binary()
     port = free_port()

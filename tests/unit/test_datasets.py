@@ -135,3 +135,20 @@ def test_rows_are_numbered_alike_in_npz_and_csv(tmp_path):
     for path in (tmp_path / "d.npz", csv_path):
         with pytest.raises(DataError, match=r"row 1 \(0-based"):
             load_dataset(path)
+
+
+def test_texts_come_from_an_npz_array_or_a_csv_column(tmp_path):
+    npz = tmp_path / "with_texts.npz"
+    np.savez(npz, X=np.ones((2, 3)), texts=np.array(["a fish", "a plant"]))
+    assert load_dataset(npz).texts == ("a fish", "a plant")
+    csv = tmp_path / "with_texts.csv"
+    csv.write_text('embedding,text,label\n"[1, 2]",a fish,0\n"[3, 4]","a plant, green",1\n')
+    data = load_dataset(csv)
+    assert data.texts == ("a fish", "a plant, green") and data.X.shape == (2, 2)
+
+
+def test_texts_that_are_not_one_string_per_row_are_refused(tmp_path):
+    npz = tmp_path / "bad_texts.npz"
+    np.savez(npz, X=np.ones((2, 3)), texts=np.array([1, 2]))
+    with pytest.raises(DataError, match="'texts' must hold 2 strings"):
+        load_dataset(npz)

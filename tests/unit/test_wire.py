@@ -38,6 +38,8 @@ def test_good_messages_decode_into_one_contiguous_array():
     (b'{"embedding": [1, null, 3]}', JSON, "bad-embedding"),
     (b'{"embedding": [1, [2], 3]}', JSON, "bad-embedding"),
     (b'{"embedding": [1, 2]}', JSON, "wrong-dimension"),
+    (b'{"embedding": [1, 2, 3], "text": 5}', JSON, "bad-text"),
+    (b'{"embedding": [1, 2, 3], "text": ["a"]}', JSON, "bad-text"),
     (vec(1, 2), FLOAT32, "wrong-byte-length"),
     (vec(1, np.nan, 3), FLOAT32, "non-finite"),
     (b'{"embedding": [1, 1e39, 3]}', JSON, "non-finite"),
@@ -59,7 +61,10 @@ def json_variants(rng: np.random.Generator) -> list[bytes]:
                 b'{"embedding": [1, 2, 3, 4], "embedding": [5, 6, 7, 8]}', b'{"embedding": [1, 2, 3, 4], "tags": [1]}',
                 b'{"embedding": [1, 2, 3, [4]]}', b'{"embedding": [[1, 2, 3, 4]]}', b'{"embedding": [1, 2, 3, 2e400]}',
                 b'{"embedding": [1, 2, 3, 1e39]}', b'{"embedding": [1, 2, 3, 18446744073709551616]}',
-                b'{"embedding": []}', b'{"embedding": {"a": 1}}', b'[1, 2, 3, 4]', b'"embedding"', b'\xff\xfe[']
+                b'{"embedding": []}', b'{"embedding": {"a": 1}}', b'[1, 2, 3, 4]', b'"embedding"', b'\xff\xfe[',
+                b'{"id": "t", "embedding": [1, 2, 3, 4], "text": "a small fish"}',
+                b'{"embedding": [1, 2, 3, 4], "text": "a [bracketed] note"}', b'{"embedding": [1, 2, 3, 4], "text": null}',
+                b'{"embedding": [1, 2, 3, 4], "text": 5}', b'{"embedding": [1, 2, 3, 4], "text": {"a": 1}}']
     for token in (b"true", b"null", b'"2"', b"NaN", b"{}", b"1,"):
         variants.append(b'{"embedding": [1, ' + token + b', 3, 4]}')
     for cut in rng.integers(1, len(good), 20):  # truncated anywhere
@@ -71,10 +76,10 @@ def exact_outcome(value: bytes):
     out = np.zeros(4, dtype=np.float32)
     try:
         with np.errstate(over="ignore"):
-            identifier = _exact_json(out, value, b"k", 4)
+            identifier, text = _exact_json(out, value, b"k", 4)
     except _Reject as exc:
         return exc.reason
-    return (identifier, out.tolist()) if np.isfinite(out).all() else "non-finite"
+    return (identifier, text, out.tolist()) if np.isfinite(out).all() else "non-finite"
 
 
 def test_json_fast_path_accepts_and_rejects_exactly_like_the_exact_decoder():
@@ -83,9 +88,16 @@ def test_json_fast_path_accepts_and_rejects_exactly_like_the_exact_decoder():
     batch = decode_batch([message(v, JSON, offset=i) for i, v in enumerate(variants)], dim=4,
                          default_content_type=JSON, limits=InputLimits(value_bytes=10_000))
     outcome = {r.offset: r.reason for r in batch.rejected}
-    outcome.update({int(row): (i, x) for row, i, x in zip(batch.rows, batch.ids, batch.X.tolist())})
+    outcome.update({int(row): (i, t, x) for row, i, t, x in zip(batch.rows, batch.ids, batch.texts, batch.X.tolist())})
     assert [outcome[i] for i in range(len(variants))] == [exact_outcome(v) for v in variants]
     assert len(batch.rows) >= 5  # the good ones really went through
+    assert "a small fish" in batch.texts and "bad-text" in outcome.values()
+
+
+def test_a_batch_without_texts_has_none():
+    batch = decode_batch([message(b'{"embedding": [1, 2, 3]}', JSON), message(vec(1, 2, 3), FLOAT32, offset=1)],
+                         dim=3, default_content_type=JSON, limits=InputLimits())
+    assert batch.texts is None and len(batch.ids) == 2
 
 
 def test_label_record_format():
