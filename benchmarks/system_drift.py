@@ -6,8 +6,9 @@ starting from an empty system: the labeler samples the first window into the res
 the updater trains version 1, and every later step's new half-window makes the updater
 cycle the reservoir, run the configured strategy behind the promotion gate and publish
 (or keep the current version). Prints per version: ACC of the labels on the labels
-topic against the true classes, label agreement with the previous version, relative
-drift, update seconds and how long the labeler took to switch.
+topic against the true classes beside frozen version 1 and the parent version labelling
+the same samples, label agreement with the previous version, relative drift, update
+seconds and how long the labeler took to switch; then every gate decision.
 (The same machinery as ``stream-dec demo``: :mod:`stream_dec.lab.demo`.)
 
 Run from the repository root::
@@ -50,14 +51,12 @@ def main() -> None:
     with LocalServices() as services:
         run = DriftRun(isolated(config, services.bootstrap, services.redis_url), X, y,
                        window=args.window, steps=args.steps, seed=args.seed)
-        rows = run.run()
+        result = run.run()
     settings = getattr(config.update, strategy, None)
     print(f"shift scenario, window {args.window}, {args.steps} steps, strategy {strategy}"
           f"{f' ({settings})' if settings else ''}: "
-          f"{run.produced} inputs, {sum(r.labels for r in rows)} labels, {len(rows)} versions")
-    print(markdown(rows))
-    for reason in run.rejections:
-        print(f"gate kept the current version: {reason}")
+          f"{result.produced} inputs, {sum(r.labels for r in result.rows)} labels, {len(result.rows)} versions")
+    print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
                                "(frontier.md, frontier.png)")
     evaluate.set_defaults(handler=run_evaluate)
 
+    inspect = commands.add_parser(
+        "inspect", parents=[common], help="print what each cluster of a model version is",
+        description="Print the cluster catalogue: per cluster id its size, mean confidence, drift since the parent "
+                    "version, exemplar ids and, when the samples had texts, top terms (class-based TF-IDF) and "
+                    "example texts. Ids new in the version are marked NEW, terms new since the parent with a *. "
+                    "From a model directory (its catalogue.json, written by train and update, or computed on "
+                    "--data), or from the versions topic (the catalogues the updater publishes with each version).")
+    source = inspect.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", type=Path, metavar="MODEL_DIR", help="a model directory")
+    source.add_argument("--versions-topic", metavar="TOPIC", help="read the catalogues from this versions topic")
+    inspect.add_argument("--data", type=Path, help="with --model: describe the model on this file (ids are row "
+                                                   "numbers; texts from its 'texts' array or 'text' column)")
+    inspect.add_argument("--config", type=Path, help="with --versions-topic: TOML config (broker, model name)")
+    inspect.add_argument("--version", type=int, metavar="N",
+                         help="with --versions-topic: version N (default: the newest with a catalogue)")
+    inspect.add_argument("--json", action="store_true", help="print the catalogue as JSON instead of text")
+    inspect.set_defaults(handler=run_inspect)
+
     serve = commands.add_parser("serve", parents=[common], help="run one real-time labeler",
                                 description="Consume embeddings, label them with the model, produce labels and "
                                             "dead letters, commit after delivery. SIGTERM/SIGINT finish the batch "
@@ -208,7 +226,8 @@ def run_train(args: argparse.Namespace) -> dict:
         ModelVersion.from_model(report.pretrained, version=1, strategy="pretrain",
                                 metrics={"pretrain_loss": report.pretrain_loss}).save(args.save_pretrained,
                                                                                         args.overwrite)
-    ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics).save(args.out, args.overwrite)
+    ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics).save(
+        args.out, args.overwrite, extras=_catalogue_file(_catalogue(model, data, version=1)))
     result = {"model": str(args.out), "version": 1, "clusters": clusters, "dims": list(model.dims),
               "epochs": round(report.self_train.epochs, 2), "converged": report.self_train.converged,
               "seconds": round(sum(report.seconds.values()), 2), **metrics}
@@ -256,7 +275,9 @@ def run_update(args: argparse.Namespace) -> dict:
     verdict = promotion_gate(update, np.empty((0, data.dim), np.float32), limits)  # no held-out samples here
     written = verdict.passed or args.force
     if written:
-        update.to_version().save(args.out, args.overwrite)
+        catalogue = _catalogue(update.proposal.model, data, version=current.header.version + 1, parent=current,
+                               previous=_read_catalogue(args.model))
+        update.to_version().save(args.out, args.overwrite, extras=_catalogue_file(catalogue))
     result = {"out": str(args.out) if written else None, "version": current.header.version + 1,
               "parent": current.header.version, "rows": len(data.X), "retained_rows": retained,
               "clusters_before": current.header.n_clusters, "clusters_after": update.proposal.model.n_clusters,
@@ -267,6 +288,73 @@ def run_update(args: argparse.Namespace) -> dict:
     if not written:
         raise UpdateRejected(result)
     return result
+
+
+def run_inspect(args: argparse.Namespace) -> dict | None:
+    if args.versions_topic:
+        catalogue = _topic_catalogue(args)
+    elif args.data is not None:
+        from stream_dec.model import ModelVersion
+
+        version = ModelVersion.load(args.model)
+        data = load_dataset(args.data)
+        _check_width(version, data)
+        catalogue = _catalogue(version.to_model(), data, version=version.header.version)
+    else:
+        catalogue = _read_catalogue(args.model)
+        if catalogue is None:
+            raise DataError(f"{args.model}: no readable catalogue.json; give --data FILE to describe the model on it")
+    if args.json:
+        return orjson.loads(catalogue.to_json())
+    print(catalogue.text())
+    return None
+
+
+def _topic_catalogue(args: argparse.Namespace):
+    from stream_dec.config import kafka_settings
+    from stream_dec.stream.versions import read_catalogues
+
+    config = load_config(args.config)
+    try:
+        headers, catalogues = read_catalogues(kafka_settings(config, "consumer"), args.versions_topic, config.model.name)
+    except Exception as exc:  # noqa: BLE001 - an unreachable broker is an expected error here
+        raise StreamDecError(f"cannot read the versions topic '{args.versions_topic}': {exc}") from None
+    if not catalogues:
+        raise DataError(f"versions topic '{args.versions_topic}': no catalogue of model '{config.model.name}' "
+                        f"(versions on it: {sorted(headers) or 'none'})")
+    wanted = args.version if args.version is not None else max(catalogues)
+    if wanted not in catalogues:
+        raise DataError(f"versions topic '{args.versions_topic}': no catalogue for version {wanted} (the topic "
+                        f"keeps the newest; found: {sorted(catalogues)})")
+    return catalogues[wanted]
+
+
+def _catalogue(model, data: Dataset, *, version: int, parent=None, previous=None):
+    """The catalogue of ``model`` on ``data``: ids are row numbers, texts from the file's texts."""
+    from stream_dec.model.catalogue import build_catalogue
+
+    return build_catalogue(model, data.X, [str(i) for i in range(len(data.X))],
+                           list(data.texts) if data.texts is not None else None, version=version,
+                           parent=parent.header.version if parent is not None else None,
+                           parent_centres=parent.to_model().cluster_centres().detach().numpy() if parent else None,
+                           previous=previous)
+
+
+def _catalogue_file(catalogue) -> dict[str, bytes]:
+    """``catalogue`` as the extra file of a model directory."""
+    from stream_dec.model.catalogue import CATALOGUE_FILE
+
+    return {CATALOGUE_FILE: catalogue.to_json()}
+
+
+def _read_catalogue(folder: Path):
+    """The catalogue.json of a model directory; None if it has none (or an unreadable one)."""
+    from stream_dec.model.catalogue import CATALOGUE_FILE, Catalogue
+
+    try:
+        return Catalogue.from_json((folder / CATALOGUE_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None
 
 
 def run_evaluate(args: argparse.Namespace) -> dict:
@@ -282,20 +370,24 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         sweep_lines,
     )
     from stream_dec.lab.plots import plot_frontier, plot_steps
+    from stream_dec.lab.report import html_report
 
     config = load_config(args.config)
     data = load_dataset(args.data, require_labels=True)
     lines = sweep_lines(args.strategies, config) if args.sweep else args.strategies
+    versions: dict[str, tuple] = {}  # line -> its last (version, window rows)
     try:
         results = evaluate(data.X, data.y, strategies=lines, config=config, scenario=args.scenario,
-                           window=args.window, steps=args.steps, seed=args.seed)
+                           window=args.window, steps=args.steps, seed=args.seed,
+                           on_version=lambda line, step, version, rows: versions.__setitem__(line, (version, rows)))
     except ValueError as exc:  # the data cannot supply the requested windows
         raise DataError(f"{data.path}: {exc}") from None
     args.out.mkdir(parents=True, exist_ok=True)
     table = markdown_table(results)
     (args.out / "results.json").write_bytes(orjson.dumps([r.as_dict() for r in results], option=orjson.OPT_INDENT_2))
     (args.out / "results.md").write_text(table + "\n")
-    plots = [] if args.sweep else plot_steps(results, args.out)
+    limits = {"min_agreement": config.update.min_agreement, "max_drift": config.update.max_drift}
+    plots = [] if args.sweep else plot_steps(results, args.out, **limits)
     if args.sweep:
         limit = config.update.min_agreement
         per_step = ceilings(results, data.y, scenario=args.scenario, window=args.window, steps=args.steps,
@@ -305,44 +397,79 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         (args.out / "frontier.md").write_text(table + "\n")
         plots.append(plot_frontier(points, args.out / "frontier.png", f"{data.path.name}, {args.scenario}: "
                                    f"{args.steps} steps of window {args.window}", config.update.min_agreement))
+    first = next(line for line in versions if line != "initial")
+    catalogue = _evaluate_catalogue(data, versions["initial"], versions[first])
+    report = args.out / "report.html"
+    report.write_text(html_report(
+        f"stream-dec evaluate: {data.path.name}, {args.scenario}, {args.steps} steps of window {args.window}, "
+        f"seed {args.seed}",
+        notes=[f"Cluster cards: '{first}' after step {args.steps} on its last window, drift and terms compared "
+               f"with the initial model (version 1)."],
+        images=plots, tables=[table], catalogue=catalogue))
     print(table, file=sys.stderr)
-    return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots]}
+    return {"out": str(args.out), "rows": len(results), "plots": [p.name for p in plots], "report": report.name}
 
 
-DEMO_DATA = Path(__file__).parent / "lab" / "data" / "wordnet_demo.npz"  # see lab/data/README.md
+def _evaluate_catalogue(data: Dataset, initial: tuple, last: tuple):
+    """The catalogue of ``last`` (version, window rows) against ``initial``, ids being row numbers."""
+    from stream_dec.model.catalogue import build_catalogue
+
+    def described(version, rows, **parent):
+        texts = [data.texts[i] for i in rows] if data.texts is not None else None
+        return build_catalogue(version.to_model(), data.X[rows], [str(i) for i in rows], texts,
+                               version=version.header.version, **parent)
+
+    start = described(*initial)
+    centres = initial[0].to_model().cluster_centres().detach().numpy()
+    return described(*last, parent=initial[0].header.version, parent_centres=centres, previous=start)
+
+
 LOCAL_CONFIG = Path(__file__).parent.parent / "config" / "local.toml"
 
 
 def run_demo(args: argparse.Namespace) -> dict:
     _require_lab()
-    from stream_dec.lab.demo import DriftRun, isolated, markdown, plot_versions
+    from stream_dec.lab.demo import DEMO_DATA, DriftRun, LiveView, isolated, markdown, plot_timeline
+    from stream_dec.lab.report import html_report
     from stream_dec.local import LocalServices
 
     config = load_config(args.config or (LOCAL_CONFIG if LOCAL_CONFIG.is_file() else None))
     data = load_dataset(args.data or DEMO_DATA, require_labels=True)
-    logging.getLogger().setLevel(logging.WARNING)
-
-    def show(status) -> None:
-        print(f"\rstep {status.step} | produced {status.produced:6d} | labelled {status.labelled:6d} | "
-              f"{status.rate:7.0f} labels/s | lag {status.lag:5d} | version {status.version} | "
-              f"rolling ACC {status.rolling_acc:.3f} | agreement {status.agreement:.4f} | "
-              f"drift {status.drift:.4f}   ", end="", file=sys.stderr, flush=True)
-
-    with LocalServices() as services:
-        print(f"local broker {services.bootstrap}, redis {services.redis_url}", file=sys.stderr)
-        run = DriftRun(isolated(config, services.bootstrap, services.redis_url), data.X, data.y,
-                       window=args.window, steps=args.steps, seed=args.seed)
-        rows = run.run(on_status=show)
-    print(file=sys.stderr)
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    view, handlers = LiveView(sys.stderr), root.handlers[:]
+    root.handlers = [view]
+    try:
+        with LocalServices() as services:
+            print(f"local broker {services.bootstrap}, redis {services.redis_url}", file=sys.stderr)
+            run = DriftRun(isolated(config, services.bootstrap, services.redis_url), data.X, data.y,
+                           window=args.window, steps=args.steps, seed=args.seed, texts=data.texts)
+            result = run.run(on_status=view.show)
+    finally:
+        view.end()
+        root.handlers = handlers
     args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown(rows)
+    table = markdown(result)
     (args.out / "summary.md").write_text(table + "\n")
-    plot = plot_versions(rows, args.out / "versions.png")
+    plot = plot_timeline(result, args.out / "timeline.png")
+    latest = result.catalogues[max(result.catalogues)] if result.catalogues else None
+    if latest is not None:
+        (args.out / "catalogue.json").write_bytes(latest.to_json())
+    report = args.out / "report.html"
+    report.write_text(html_report(
+        f"stream-dec demo: {data.path.name}, window {args.window}, {args.steps} steps, seed {args.seed}",
+        notes=["The class mix drifts, so ACC moves whatever the model does: compare each version with frozen "
+               "version 1 labelling the same samples."] + (["Interrupted: figures so far."] if result.interrupted
+                                                             else []),
+        images=[plot], tables=[table], catalogue=latest))
     print(table, file=sys.stderr)
-    for reason in run.rejections:
-        print(f"gate kept the current version: {reason}", file=sys.stderr)
-    return {"versions": len(rows), "labels": sum(r.labels for r in rows), "produced": run.produced,
-            "summary": str(args.out / "summary.md"), "plot": str(plot)}
+    summary = {"versions": len(result.rows), "labels": sum(r.labels for r in result.rows),
+               "produced": result.produced, "decisions": [d.line() for d in result.decisions],
+               "summary": str(args.out / "summary.md"), "plot": str(plot), "report": str(report),
+               "interrupted": result.interrupted}
+    if result.interrupted:
+        raise Interrupted(summary)
+    return summary
 
 
 def run_local_services(args: argparse.Namespace) -> None:
@@ -496,6 +623,14 @@ def _scores(model, data: Dataset) -> dict[str, float]:
     return clustering_scores(data.y, labels)
 
 
+class Interrupted(Exception):
+    """Ctrl-C ended a run that still reports what it did; carries that report."""
+
+    def __init__(self, result: dict) -> None:
+        super().__init__("interrupted")
+        self.result = result
+
+
 class UpdateRejected(Exception):
     """An update failed its limits and was not written; carries the report."""
 
@@ -512,7 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stream-dec`` console script; returns the exit status.
 
     0: done; 1: an update was rejected by its limits (report printed); 2: an expected
-    error (one line on stderr).
+    error (one line on stderr); 130: interrupted (Ctrl-C; a demo prints its summary so far).
     """
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, stream=sys.stderr,
@@ -524,6 +659,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("stream-dec: interrupted; everything it started has been stopped", file=sys.stderr)
+        return 130
+    except Interrupted as stopped:
+        _print_json(stopped.result)
+        print("stream-dec: interrupted; everything it started has been stopped, the summary so far is above",
+              file=sys.stderr)
         return 130
     except UpdateRejected as rejected:
         _print_json(rejected.result)

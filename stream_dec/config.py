@@ -608,6 +608,10 @@ class UpdaterConfig:
         ``stream-dec-updater-<model>``), so a new leader fences the previous one's
         producer. False for a broker without transactions: the epoch check every reader
         makes still keeps one history.
+    catalogue_texts
+        Example texts per cluster in the cluster catalogue published with each version
+        (from the inputs' optional ``text``); 0 publishes none (terms, sizes and exemplar
+        ids only), for data whose texts must not reach the versions topic.
     """
 
     update_every: int = 5_000
@@ -617,8 +621,10 @@ class UpdaterConfig:
     lease_ttl_ms: int = 15_000
     poll_s: float = 1.0
     transactional: bool = True
+    catalogue_texts: int = 3
 
     def __post_init__(self) -> None:
+        require(self.catalogue_texts >= 0, "catalogue_texts", ">= 0", self.catalogue_texts)
         require(self.update_every >= 1, "update_every", ">= 1", self.update_every)
         require(self.interval_s > 0, "interval_s", "> 0", self.interval_s)
         require(self.min_initial >= 2, "min_initial", ">= 2", self.min_initial)

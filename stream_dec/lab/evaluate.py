@@ -19,7 +19,7 @@ import logging
 import time
 from copy import deepcopy
 from dataclasses import asdict, dataclass, replace
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import stats
@@ -138,11 +138,14 @@ def evaluate(
     window: int,
     steps: int,
     seed: int,
+    on_version: Callable[[str, int, ModelVersion, np.ndarray], None] | None = None,
 ) -> list[StepResult]:
     """Run the experiment; return one :class:`StepResult` per line and step.
 
     ``strategies`` are names (each run with ``config``) or :class:`Line` s; ``config``
-    trains the initial model every line starts from.
+    trains the initial model every line starts from. ``on_version(line, step, version,
+    rows)`` receives every model made (line ``"initial"`` at step 0) with the rows of
+    ``X`` in that step's window.
     """
     lines = [s if isinstance(s, Line) else Line(s, s, config) for s in strategies]
     plan = scenario_windows(y, scenario=scenario, window=window, steps=steps, seed=seed)
@@ -152,6 +155,8 @@ def evaluate(
     model, _ = fit_dec(X[first], config.model, config.train, k)
     seconds0 = time.perf_counter() - started
     initial = ModelVersion.from_model(model, version=1)
+    if on_version is not None:
+        on_version("initial", 0, initial, first)
     scores0 = clustering_scores(y[first], model.predict(X[first])[0])
     results = [StepResult(scenario, 0, "initial", **scores0, agreement=1.0, acc_step0=scores0["acc"],
                           drift_mean=0.0, drift_max=0.0, relative_drift_mean=0.0, relative_drift_max=0.0,
@@ -160,6 +165,7 @@ def evaluate(
     log.info("step 0: initial DEC on %d samples, ACC %.4f (%.1fs)", len(first), scores0["acc"], seconds0)
     current = {line.label: initial for line in lines}
     peer = _MiniBatchBaseline(X[first], k, seed)
+    results.append(peer.initial(scenario, y[first]))
     for step in range(1, steps + 1):
         rows, retained = plan[step].rows, plan[step].retained
         win = Window.of(X[rows], retained)
@@ -169,6 +175,8 @@ def evaluate(
             update = apply_strategy(lab_strategy(strategy, line_config, seed=seed + step), current[name], win,
                                     limits_of(line_config))
             current[name] = update.to_version()
+            if on_version is not None:
+                on_version(name, step, current[name], rows)
             new_model = current[name].to_model()
             labels = new_model.predict(win.X)[0]
             old_model = update.current.to_model()
@@ -280,6 +288,14 @@ class _MiniBatchBaseline:
         self.kmeans.fit(X0)
         self.frozen = deepcopy(self.kmeans)  # the step-0 fit, never updated: the peer's own reference
         self.frozen_step0 = self.frozen.predict(X0)
+
+    def initial(self, scenario: str, y0: np.ndarray) -> StepResult:
+        """Its own step 0: the fit on the first window (where both of its lines start)."""
+        scores = clustering_scores(y0, self.frozen_step0)
+        return StepResult(scenario, 0, MINIBATCH_KMEANS, **scores, agreement=1.0, acc_step0=scores["acc"],
+                          drift_mean=0.0, drift_max=0.0, relative_drift_mean=0.0, relative_drift_max=0.0,
+                          seconds=0.0, accepted=True, violations=(), drift_per_cluster=(),
+                          clusters=self.kmeans.n_clusters, agreement_heldout=1.0)
 
     def step(self, scenario, step, X, y, rows, retained, first, held_out) -> list[StepResult]:
         """Its frozen line (the step-0 fit, never updated) and its updated line."""

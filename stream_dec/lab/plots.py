@@ -2,42 +2,118 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stream_dec.lab.evaluate import FrontierPoint, StepResult  # noqa: E402
+from stream_dec.lab.evaluate import MINIBATCH_KMEANS, FrontierPoint, StepResult  # noqa: E402
+
+MARKERS = "osD^vP*Xh<>p"
+NOISE = 1e-6
+"""Centre movement below this (float noise of a strategy that did not move a centre) is drawn as 0."""
 
 
-def plot_steps(results: list[StepResult], out: Path) -> list[Path]:
-    """Write ``accuracy.png``, ``agreement.png`` and ``drift.png`` into ``out``; return their paths."""
-    strategies = list(dict.fromkeys(r.strategy for r in results if r.step > 0))
-    initial = next(r for r in results if r.step == 0)
-    paths = []
-    for metric, title, name in (("acc", "ACC on the new window", "accuracy.png"),
-                                ("agreement", "label agreement on retained samples", "agreement.png")):
-        fig, ax = plt.subplots(figsize=(7, 4))
-        for strategy in strategies:
-            rows = [initial] + [r for r in results if r.strategy == strategy]
-            ax.plot([r.step for r in rows], [getattr(r, metric) for r in rows], marker="o", label=strategy)
-        ax.set(xlabel="step", ylabel=metric, title=f"{initial.scenario}: {title}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        paths.append(_save(fig, out / name))
-    fig, axes = plt.subplots(len(strategies), 1, figsize=(8, 1.6 * len(strategies) + 1), sharex=True, squeeze=False)
-    for ax, strategy in zip(axes[:, 0], strategies):
-        for r in (r for r in results if r.strategy == strategy):
-            ax.plot(range(len(r.drift_per_cluster)), r.drift_per_cluster, marker=".", label=f"step {r.step}")
-        ax.set_ylabel(strategy, fontsize=8)
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_title(f"{initial.scenario}: centre drift (L2) per cluster")
-    axes[0, 0].legend(fontsize=7, ncol=4)
-    axes[-1, 0].set_xlabel("cluster id")
-    paths.append(_save(fig, out / "drift.png"))
+def plot_steps(results: list[StepResult], out: Path, *, min_agreement: float, max_drift: float) -> list[Path]:
+    """Write ``accuracy.png``, ``agreement.png`` and ``drift.png`` into ``out``; return their paths.
+
+    Every line starts from its own step 0 (DEC's initial model; MiniBatchKMeans' own first
+    fit); agreement and drift are small multiples, one panel per line, with the gate's
+    limits; a line that never moved a centre gets no drift panel.
+    """
+    lines = list(dict.fromkeys(r.strategy for r in results if r.step > 0))
+    starts = {r.strategy: r for r in results if r.step == 0}
+    scenario = results[0].scenario
+
+    def series(line: str) -> list[StepResult]:
+        start = starts.get(MINIBATCH_KMEANS if line.startswith(MINIBATCH_KMEANS) else "initial")
+        return ([start] if start else []) + [r for r in results if r.strategy == line and r.step > 0]
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, line in enumerate(lines):
+        rows = series(line)
+        ax.plot([r.step for r in rows], [r.acc for r in rows], marker=MARKERS[i % len(MARKERS)],
+                linestyle="--" if "frozen" in line else "-", label=line)
+    ax.set(xlabel="step", ylabel="ACC on the window", title=f"{scenario}: ACC on each step's window")
+    _integer_steps(ax)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    paths = [_save(fig, out / "accuracy.png")]
+
+    fig, axes = _panels(len(lines))
+    for ax, line in zip(axes, lines):
+        rows = [r for r in results if r.strategy == line and r.step > 0]
+        steps = [r.step for r in rows]
+        ax.plot(steps, [r.agreement for r in rows], marker="o", label="retained samples")
+        ax.plot(steps, [r.agreement_heldout for r in rows], marker="s", linestyle=":", label="held-out samples")
+        rejected = [r for r in rows if not r.accepted]
+        ax.scatter([r.step for r in rejected], [r.agreement for r in rejected], marker="x", color="tab:red", s=60,
+                   zorder=3, label="rejected by its limits")
+        ax.axhline(min_agreement, color="tab:red", linestyle="--", linewidth=1, label=f"min_agreement {min_agreement:g}")
+        ax.set_title(line, fontsize=9)
+        _integer_steps(ax)
+    _share_y(axes[: len(lines)], [min_agreement] + [v for r in results if r.step > 0
+                                                    for v in (r.agreement, r.agreement_heldout)])
+    _finish(fig, axes, len(lines), f"{scenario}: label agreement with the previous version", "agreement")
+    paths.append(_save(fig, out / "agreement.png"))
+
+    moving = [line for line in lines if any(max(_relative(r), default=0.0) > 0 for r in results
+                                            if r.strategy == line and r.step > 0)]
+    if moving:
+        fig, axes = _panels(len(moving))
+        for ax, line in zip(axes, moving):
+            rows = [r for r in results if r.strategy == line and r.step > 0]
+            width = 0.8 / len(rows)
+            for j, r in enumerate(rows):
+                drift = _relative(r)
+                ax.bar(np.arange(len(drift)) + (j - (len(rows) - 1) / 2) * width, drift, width, label=f"step {r.step}")
+            ax.axhline(max_drift, color="tab:red", linestyle="--", linewidth=1, label=f"max_drift {max_drift:g}")
+            ax.set_title(line, fontsize=9)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _finish(fig, axes, len(moving), f"{scenario}: how far each centre moved (relative to the neighbour gap)",
+                "relative drift", xlabel="cluster id")
+        paths.append(_save(fig, out / "drift.png"))
     return paths
+
+
+def _relative(r: StepResult) -> list[float]:
+    """Per cluster: movement over the neighbour gap (as the gate measures it), float noise as 0."""
+    scale = r.relative_drift_max / r.drift_max if r.drift_max > NOISE else 0.0
+    return [m * scale if m > NOISE else 0.0 for m in r.drift_per_cluster]
+
+
+def _panels(n: int):
+    columns = min(3, n)
+    rows = math.ceil(n / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.8 * rows + 0.6), squeeze=False)
+    return fig, axes.ravel()
+
+
+def _share_y(axes, values: list[float]) -> None:
+    values = [v for v in values if v == v]
+    low, high = min(values), max(values)
+    margin = max(0.005, 0.1 * (high - low))
+    for ax in axes:
+        ax.set_ylim(low - margin, min(1.0 + margin, high + margin))
+
+
+def _finish(fig, axes, used: int, title: str, ylabel: str, xlabel: str = "step") -> None:
+    for ax in axes[used:]:
+        ax.remove()  # no empty panels
+    for ax in axes[:used]:
+        ax.grid(alpha=0.3)
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+
+
+def _integer_steps(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
 
 
 def plot_frontier(points: list[FrontierPoint], path: Path, title: str, min_agreement: float) -> Path:

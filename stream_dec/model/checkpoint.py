@@ -173,10 +173,11 @@ class ModelVersion:
         _check_shapes(header, tensors, source)
         return cls(header, tensors)
 
-    def save(self, directory: str | Path, overwrite: bool = False) -> None:
-        """Write ``model.json`` and ``model.safetensors`` as the folder ``directory``, atomically.
+    def save(self, directory: str | Path, overwrite: bool = False, extras: dict[str, bytes] | None = None) -> None:
+        """Write ``model.json`` and ``model.safetensors`` (and ``extras``: file name -> bytes, such
+        as the cluster catalogue) as the folder ``directory``, atomically.
 
-        Both files are written to a temporary folder beside it, which is then renamed to
+        All files are written to a temporary folder beside it, which is then renamed to
         ``directory``: a reader never sees half a model. A ``directory`` that exists and
         is not empty is replaced only with ``overwrite`` (a version's children name it as
         their parent); otherwise :class:`CheckpointError`.
@@ -190,6 +191,8 @@ class ModelVersion:
             header_json, payload = self.to_bytes()
             (staging / TENSORS_FILE).write_bytes(payload)
             (staging / HEADER_FILE).write_bytes(header_json)
+            for name, data in (extras or {}).items():
+                (staging / Path(name).name).write_bytes(data)
             staging.chmod(0o755)
             _replace(staging, directory)
         finally:

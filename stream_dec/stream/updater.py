@@ -16,7 +16,9 @@ Each pass of :meth:`Updater.run`:
      samples the cycle dropped (:meth:`Reservoir.held_out`), which the update never saw:
      a strategy that chooses by the retained samples at hand (``grow``, ``recentre``)
      can keep them and still relabel more old samples than it reports;
-4. renew the lease, then publish the new version, stamped with the lease's epoch: a
+4. describe the new version's clusters on the window (:func:`~stream_dec.model.catalogue.build_catalogue`:
+   sizes, drift, exemplars, terms of the samples' texts), renew the lease, then publish
+   the new version with its catalogue, stamped with the lease's epoch: a
    publish that lands after a newer leader's marker (this one was paused past its
    lease) is rejected by every reader; a failed gate keeps the current version and logs
    why. The reservoir cycle, too, runs only while the lease is ours (checked in Redis).
@@ -34,6 +36,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
+
 import numpy as np
 import redis
 from confluent_kafka import KafkaException
@@ -42,10 +46,11 @@ from stream_dec.config import Config
 from stream_dec.continual import Update, Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.gate import Verdict, promotion_gate
 from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.model.catalogue import Catalogue, build_catalogue
 from stream_dec.stream.kafka import VERSION_BYTES, Backoff, client_settings, producer_settings
 from stream_dec.stream.lease import Lease
 from stream_dec.stream.observability import UpdaterMetrics
-from stream_dec.stream.reservoir import LeaseLost, Reservoir
+from stream_dec.stream.reservoir import LeaseLost, Reservoir, WindowSamples
 from stream_dec.stream.versions import Fenced, VersionFollower, VersionPublisher
 
 log = logging.getLogger("stream_dec.updater")
@@ -65,10 +70,15 @@ class Updater:
         self.rng = np.random.default_rng(seed)
         self.stop = threading.Event()
         self.current: ModelVersion | None = None
+        self.catalogue: Catalogue | None = None
+        """The catalogue of the last version this updater published."""
         self.last_update = time.monotonic()
         self.published: list[int] = []
         self.cycles = 0
         self.rejections: list[str] = []
+        self.gates: deque[dict] = deque(maxlen=1000)
+        """The latest gate decisions: the ``event: gate`` log fields plus ``at`` (``time.monotonic()``)
+        and ``reasons``."""
         self.failures = 0
         self.metrics = metrics or UpdaterMetrics()
 
@@ -202,9 +212,10 @@ class Updater:
             log.warning("lost the lease during the update; version %d not published", candidate.header.version)
             return None
         candidate = candidate.stamped(self.lease.epoch)
+        catalogue = self._catalogue(candidate, window)
         log.info("publishing version %d (lease epoch %d)", candidate.header.version, candidate.header.epoch)
         try:
-            self.publisher.publish(candidate)
+            self.publisher.publish(candidate, catalogue)
         except Fenced as exc:
             self.tenure = 0
             self.metrics.updates.labels("lease_lost").inc()
@@ -212,11 +223,28 @@ class Updater:
             return None
         self.follower.adopt(candidate)
         self._adopt(candidate)
+        self.catalogue = catalogue
         self.metrics.updates.labels("published").inc()
         self.published.append(candidate.header.version)
         log.info("published version %d (%s) after %.1fs", candidate.header.version, candidate.header.strategy,
                  time.perf_counter() - started)
         return candidate
+
+    def _catalogue(self, candidate: ModelVersion, window: WindowSamples) -> Catalogue | None:
+        """The candidate's cluster catalogue on the window; None (logged) if it cannot be made:
+        a catalogue never holds a version back."""
+        parent = self.current
+        previous = self.catalogue if self.catalogue and parent and self.catalogue.version == parent.header.version \
+            else None
+        try:
+            return build_catalogue(candidate.to_model(), window.X, window.ids, window.texts or None,
+                                   version=candidate.header.version,
+                                   parent=parent.header.version if parent else None,
+                                   parent_centres=parent.to_model().cluster_centres().detach().numpy() if parent
+                                   else None, previous=previous, n_texts=self.config.updater.catalogue_texts)
+        except Exception:  # noqa: BLE001 - the version is published without it
+            log.exception("could not build the cluster catalogue of version %d", candidate.header.version)
+            return None
 
     def _cold_start(self, X: np.ndarray) -> ModelVersion:
         model, report = fit_dec(X, self.config.model, self.config.train, self.config.model.clusters)
@@ -252,6 +280,7 @@ class Updater:
                   "held_out_agreement": verdict.held_out_agreement, "relative_drift": report.relative_drift_max,
                   "loss": report.loss, "previous_loss": report.previous_loss,
                   "clusters": update.proposal.model.n_clusters, "seconds": report.seconds, "failed": verdict.failed}
+        self.gates.append({**fields, "at": time.monotonic(), "reasons": verdict.reasons})
         log.info("promotion gate: %s (held-out agreement %s)", "pass" if verdict.passed else "fail",
                  "n/a" if verdict.held_out_agreement is None else f"{verdict.held_out_agreement:.4f}",
                  extra={"fields": fields})

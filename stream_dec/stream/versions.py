@@ -24,6 +24,12 @@ part of the history the new leader read and built on. So there is one history, a
 a broker whose transactions do not fence (Tansu 0.6 lets a fenced producer's open
 transaction through). Two different records with one number are settled the same way
 everywhere: the newer epoch wins, else the first in topic order (a WARNING).
+
+Beside each version, in the same transaction, the updater may publish its cluster
+catalogue (:class:`~stream_dec.model.catalogue.Catalogue`; key ``<model>:catalogue``,
+value ``SDC1`` + JSON): what each cluster id is. Compaction keeps the newest; each
+carries its version number and its parent's terms. Labelers skip these records;
+``stream-dec inspect`` reads them (:func:`read_catalogues`).
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 
 from stream_dec.errors import CheckpointError, StreamDecError
 from stream_dec.model import ModelVersion
+from stream_dec.model.catalogue import Catalogue
 from stream_dec.model.checkpoint import VersionHeader
 
 log = logging.getLogger(__name__)
 
 MAGIC = b"SDV1"
 EPOCH_MAGIC = b"SDE1"
+CATALOGUE_MAGIC = b"SDC1"
 _LENGTH = struct.Struct(">I")
 _EPOCH = struct.Struct(">Q")
 
@@ -50,6 +58,26 @@ _EPOCH = struct.Struct(">Q")
 def epoch_key(model: str) -> bytes:
     """Key of a model's epoch markers (the versions themselves are keyed by the model name)."""
     return f"{model}:epoch".encode()
+
+
+def catalogue_key(model: str) -> bytes:
+    """Key of a model's cluster catalogues."""
+    return f"{model}:catalogue".encode()
+
+
+def encode_catalogue(catalogue: Catalogue) -> bytes:
+    """The value of a catalogue record."""
+    return CATALOGUE_MAGIC + catalogue.to_json()
+
+
+def decode_catalogue(value: bytes | None) -> Catalogue | None:
+    """The catalogue in a record's value; None for anything else."""
+    if not value or not value.startswith(CATALOGUE_MAGIC):
+        return None
+    try:
+        return Catalogue.from_json(value[len(CATALOGUE_MAGIC):])
+    except ValueError:
+        return None
 
 
 def encode_epoch(epoch: int) -> bytes:
@@ -169,21 +197,29 @@ class VersionPublisher:
             self.producer.init_transactions(timeout)
         self._write(encode_epoch(epoch), epoch_key(self.model), f"epoch marker {epoch}", timeout)
 
-    def publish(self, version: ModelVersion, timeout: float = 30.0) -> None:
-        """Publish ``version``: committed and acknowledged on return, else raises.
+    def publish(self, version: ModelVersion, catalogue: Catalogue | None = None, timeout: float = 30.0) -> None:
+        """Publish ``version`` (and its ``catalogue``, in the same transaction): committed and
+        acknowledged on return, else raises.
 
         Raises :class:`Fenced` if a newer leader fenced this producer, ``KafkaException``
         for anything else (the transaction is aborted first). Call :meth:`begin_tenure` first.
         """
-        self._write(encode_record(version), self.model.encode(), f"version {version.header.version}", timeout)
+        extra = [] if catalogue is None else [(encode_catalogue(catalogue), catalogue_key(self.model))]
+        self._write(encode_record(version), self.model.encode(), f"version {version.header.version}", timeout,
+                    extra)
 
-    def _write(self, value: bytes, key: bytes, what: str, timeout: float) -> None:
+    def _write(self, value: bytes, key: bytes, what: str, timeout: float,
+               extra: list[tuple[bytes, bytes]] = ()) -> None:
         if not self.transactional:
             _acknowledged(self.producer, self.topic, value, key, what, timeout)
+            for extra_value, extra_key in extra:
+                _acknowledged(self.producer, self.topic, extra_value, extra_key, f"{what}'s catalogue", timeout)
             return
         try:
             self.producer.begin_transaction()
             self.producer.produce(self.topic, value, key)
+            for extra_value, extra_key in extra:
+                self.producer.produce(self.topic, extra_value, extra_key)
             self.producer.commit_transaction(timeout)
         except KafkaException as exc:
             error = exc.args[0]
@@ -219,10 +255,16 @@ class VersionFollower:
     on_error
         Called (e.g. a metric's ``inc``) for each consumer error and rejected record;
         both are also logged.
+    keep_catalogues
+        Decode the catalogue records into :attr:`catalogues` (else they are skipped unread).
     """
 
-    def __init__(self, settings: dict, topic: str, model: str, on_error: Callable[[], None] | None = None) -> None:
+    def __init__(self, settings: dict, topic: str, model: str, on_error: Callable[[], None] | None = None,
+                 keep_catalogues: bool = False) -> None:
         self.topic, self.model = topic, model
+        self.catalogue_key = catalogue_key(model)
+        self.catalogues: dict[int, Catalogue] | None = {} if keep_catalogues else None
+        """Per version number, the catalogue read for it (with ``keep_catalogues``)."""
         self.on_error = on_error or (lambda: None)
         self.consumer = Consumer({**settings, "group.id": f"stream-dec-versions-{id(self)}",
                                   "enable.auto.commit": False, "fetch.wait.max.ms": 10,
@@ -284,6 +326,14 @@ class VersionFollower:
         if message.key() == self.epoch_key and decode_epoch(message.value()) is not None:
             self.epoch = max(self.epoch, decode_epoch(message.value()))
             return None
+        if message.key() == self.catalogue_key:
+            if self.catalogues is not None:
+                catalogue = decode_catalogue(message.value())
+                if catalogue is None:
+                    log.warning("versions topic '%s': %s is not a readable cluster catalogue", self.topic, source)
+                else:
+                    self.catalogues[catalogue.version] = catalogue
+            return None
         try:
             version = decode_record(message.value(), source=source, model=self.model, key=message.key(), dim=dim)
             self._judge(version.header, current, source)
@@ -324,3 +374,15 @@ class VersionFollower:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def read_catalogues(settings: dict, topic: str, model: str,
+                    timeout: float = 10.0) -> tuple[dict[int, VersionHeader], dict[int, Catalogue]]:
+    """The accepted versions' headers and the catalogues of those versions still on the topic."""
+    follower = VersionFollower(settings, topic, model, keep_catalogues=True)
+    try:
+        follower.latest(timeout=timeout)
+    finally:
+        follower.close()
+    headers = dict(follower.accepted)
+    return headers, {v: c for v, c in sorted(follower.catalogues.items()) if v in headers}

@@ -18,7 +18,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from stream_dec.cli import main
 from stream_dec.config import TranslateConfig, kafka_settings
+from stream_dec.lab.demo import DEMO_DATA
 from stream_dec.continual import Limits, Window, apply_strategy
 from stream_dec.continual.translate import Translate
 from stream_dec.model import DEC, ModelVersion
@@ -37,6 +39,7 @@ from stream_dec.stream.versions import (
     encode_record,
     epoch_key,
     publish,
+    read_catalogues,
 )
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import (
@@ -153,6 +156,41 @@ def test_two_updaters_one_publishes(loop_service):
         t.join(30)
     assert sorted(len(u.published) for u in updaters) == [0, 1]
     assert follower(config).latest().header.version == 1
+
+
+def test_texts_ride_from_json_input_to_the_catalogue_published_with_the_version(loop_service, tmp_path, capsys):
+    config = dataclasses.replace(loop_service, labeler=dataclasses.replace(loop_service.labeler, input_dim=384))
+    with np.load(DEMO_DATA) as demo:  # real WordNet definitions and their embeddings
+        rows = np.flatnonzero(demo["y"] < 6)[:300]
+        X, texts = demo["X"][rows].astype(np.float32), [str(t) for t in demo["texts"][rows]]
+    produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
+            [(f"t{i}".encode(), orjson.dumps({"id": f"t{i}", "embedding": x.tolist(), "text": texts[i]}),
+              [("content-type", b"application/json")]) for i, x in enumerate(X)])
+    labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
+                      follower=follower(config),
+                      reservoir=Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity))
+    thread = threading.Thread(target=labeler.run, daemon=True)
+    thread.start()
+    updater = run_until_published(make_updater(config), timeout=120)
+    labeler.stop.set()
+    thread.join(30)
+    assert updater.published == [1]
+    headers, catalogues = read_catalogues(kafka_settings(config, "consumer"), config.topics.versions,
+                                          config.model.name)
+    catalogue = catalogues[1]
+    assert sorted(headers) == [1]
+    labels, _ = updater.current.to_model().predict(X)
+    assert catalogue.samples == 300 and [c.size for c in catalogue.clusters] == np.bincount(labels, minlength=6).tolist()
+    for card in catalogue.clusters:  # terms, texts and exemplars come from the cluster's own members
+        members = [texts[i] for i in np.flatnonzero(labels == card.cluster)]
+        assert all(labels[int(e[1:])] == card.cluster for e in card.exemplars)
+        assert all(any(m.startswith(t) for m in members) for t in card.texts)
+        assert len(card.texts) == min(3, len(members))
+        assert all(term in " ".join(members).lower() for term in card.terms) and (card.terms or not members)
+    status = main(["inspect", "--versions-topic", config.topics.versions, "--config",
+                   str(updater_toml(config, tmp_path / "u.toml")[-1])])
+    stdout = capsys.readouterr().out
+    assert status == 0 and stdout.startswith("version 1: 6 clusters on 300 samples") and "terms: " in stdout
 
 
 def updater_toml(config, path) -> list[str]:

@@ -168,7 +168,8 @@ def test_update_with_overwrite_replaces_its_own_model_directory_atomically(capsy
     assert status == 0
     header = json.loads((model / "model.json").read_text())
     assert header["version"] == 2 and header["parent"] == 1
-    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.safetensors"]
+    assert sorted(p.name for p in model.iterdir()) == ["catalogue.json", "model.json", "model.safetensors"]
+    assert json.loads((model / "catalogue.json").read_text())["version"] == 2  # the new version's, not the old
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left beside it
 
 
@@ -283,3 +284,47 @@ def test_update_applies_the_updaters_loss_check_to_a_fine_tune(capsys, trained, 
     status, stdout, _ = run(capsys, "update", "--model", str(trained), "--data", str(window_file),
                             "--strategy", "translate", "--out", str(tmp_path / "v2"), "--config", str(config))
     assert status == 0 and json.loads(stdout)["gate_failed"] == {}
+
+
+def test_inspect_prints_the_catalogue_that_train_wrote(capsys, trained):
+    status, stdout, _ = run(capsys, "inspect", "--model", str(trained))
+    assert status == 0 and stdout.startswith("version 1: 6 clusters on 600 samples")
+    assert stdout.count("\ncluster ") == 6 and "exemplars: " in stdout
+    status, stdout, _ = run(capsys, "inspect", "--model", str(trained), "--json")
+    catalogue = json.loads(stdout)
+    assert sum(c["size"] for c in catalogue["clusters"]) == 600 and catalogue["parent"] is None
+
+
+def test_inspect_describes_a_model_on_a_file_with_texts(capsys, trained, tmp_path):
+    from stream_dec.lab.demo import DEMO_DATA
+
+    with np.load(DEMO_DATA) as demo:
+        np.savez(tmp_path / "texts.npz", X=demo["X"][:300], texts=demo["texts"][:300])
+    status, stdout, _ = run(capsys, "inspect", "--model", str(trained), "--data", str(tmp_path / "texts.npz"), "--json")
+    catalogue = json.loads(stdout)
+    assert status == 0 and catalogue["samples"] == 300
+    texts = [str(t) for t in np.load(tmp_path / "texts.npz")["texts"]]
+    for card in catalogue["clusters"]:
+        assert all(0 <= int(i) < 300 for i in card["exemplars"])
+        assert all(any(m.startswith(t) for m in texts) for t in card["texts"])
+        assert card["size"] == 0 or card["terms"]
+
+
+def test_update_writes_a_catalogue_that_knows_its_parent(capsys, trained, window_file, tmp_path):
+    out = tmp_path / "v2"
+    status, _, _ = run(capsys, "update", "--model", str(trained), "--data", str(window_file), "--out", str(out),
+                       "--strategy", "translate", "--force")
+    assert status == 0
+    status, stdout, _ = run(capsys, "inspect", "--model", str(out), "--json")
+    catalogue = json.loads(stdout)
+    assert catalogue["version"] == 2 and catalogue["parent"] == 1
+    assert all(c["drift"] is not None and c["previous_terms"] == [] for c in catalogue["clusters"])
+
+
+def test_inspect_without_a_catalogue_says_what_to_do(capsys, tmp_path, trained):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (bare / name).write_bytes((trained / name).read_bytes())
+    status, _, err = run(capsys, "inspect", "--model", str(bare))
+    assert status == 2 and "give --data FILE" in err
