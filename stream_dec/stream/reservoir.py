@@ -11,10 +11,11 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
 
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
 UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`). A sample with a text
-(the input's optional JSON ``text``, kept for the cluster catalogue) sets the length's
-top bit and carries the text's length (uint16) and UTF-8 bytes after the id. An id
-longer than 32,767 bytes or a text longer than 1,024 bytes is cut on a character
-boundary. Reading tolerates what it cannot parse: a
+(the input's optional JSON ``text``, kept for the cluster catalogue) stores its arrival
+time negated (the sign bit marks it: a time is never negative, so samples written
+before texts existed read as they were) and carries the text's length (uint16) and
+UTF-8 bytes after the id. An id longer than 65,535 bytes or a text longer than 1,024
+bytes is cut on a character boundary. Reading tolerates what it cannot parse: a
 corrupt sample, or one of another width than the model's, is removed from Redis and
 counted (:attr:`WindowSamples.removed`), never fatal to the updater.
 
@@ -37,6 +38,7 @@ comes from the updater's generator, so the same offers and seed give the same wi
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 
@@ -48,7 +50,6 @@ from stream_dec.errors import StreamDecError
 
 _HEADER = struct.Struct("<dH")
 _TEXT_LENGTH = struct.Struct("<H")
-_HAS_TEXT = 0x8000
 
 _OFFER = """
 local capacity, count, bound = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -106,27 +107,27 @@ return {kept, #records}
 """
 
 
-MAX_ID_BYTES = 32767
+MAX_ID_BYTES = 65535
 MAX_TEXT_BYTES = 1024
 
 
 def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None = None) -> bytes:
-    """Binary form of one sample; an id past 32,767 UTF-8 bytes (a text past 1,024) is cut on a
+    """Binary form of one sample; an id past 65,535 UTF-8 bytes (a text past 1,024) is cut on a
     character boundary.
 
     >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4")))
     ('a', 1.5, array([1., 2.], dtype=float32), None)
-    >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4"), "a fish"))[3]
-    'a fish'
-    >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2)))[0])
-    16383
+    >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4"), "a fish"))
+    ('a', 1.5, array([1., 2.], dtype=float32), 'a fish')
+    >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2), ""))[0])
+    32767
     """
     raw = _cut(identifier, MAX_ID_BYTES)
     vector = np.asarray(vector, "<f4").tobytes()
     if text is None:
         return _HEADER.pack(arrived, len(raw)) + raw + vector
     words = _cut(text, MAX_TEXT_BYTES)
-    return _HEADER.pack(arrived, len(raw) | _HAS_TEXT) + raw + _TEXT_LENGTH.pack(len(words)) + words + vector
+    return _HEADER.pack(-abs(arrived), len(raw)) + raw + _TEXT_LENGTH.pack(len(words)) + words + vector
 
 
 def _cut(text: str, limit: int) -> bytes:
@@ -148,9 +149,10 @@ def unpack(data: bytes) -> tuple[str, float, np.ndarray, str | None]:
     if len(data) < _HEADER.size:
         raise BadSample(f"{len(data)} bytes: shorter than a sample header")
     arrived, length = _HEADER.unpack_from(data)
-    start, text = _HEADER.size + (length & ~_HAS_TEXT), None
+    start, text = _HEADER.size + length, None
     identifier = data[_HEADER.size:start].decode("utf-8", errors="replace")
-    if length & _HAS_TEXT:
+    if math.copysign(1.0, arrived) < 0:  # the sign bit: a text follows the id
+        arrived = -arrived
         if start + _TEXT_LENGTH.size > len(data):
             raise BadSample(f"{len(data)} bytes do not hold the id and text lengths the header gives")
         (size,) = _TEXT_LENGTH.unpack_from(data, start)
@@ -158,7 +160,7 @@ def unpack(data: bytes) -> tuple[str, float, np.ndarray, str | None]:
         text = data[start:start + size].decode("utf-8", errors="replace")
         start += size
     if start > len(data) or (len(data) - start) % 4:
-        raise BadSample(f"{len(data)} bytes do not hold a {length & ~_HAS_TEXT}-byte id and a float32 vector")
+        raise BadSample(f"{len(data)} bytes do not hold a {length}-byte id and a float32 vector")
     return identifier, arrived, np.frombuffer(data, "<f4", offset=start), text
 
 

@@ -35,6 +35,7 @@ from stream_dec.stream.versions import (
     MAGIC,
     VersionFollower,
     VersionRejected,
+    catalogue_key,
     decode_record,
     encode_record,
     epoch_key,
@@ -218,14 +219,14 @@ def run_until_published(updater: Updater, timeout: float = 60.0) -> Updater:
 
 
 def version_messages(config, timeout: float = 3.0) -> list:
-    """The records of the versions topic, in order, without the updaters' epoch markers."""
+    """The records of the versions topic, in order, without the updaters' epoch markers and catalogues."""
     records = read_all(config.kafka["bootstrap.servers"], config.topics.versions, 10**6, timeout=timeout)
-    return [m for m in records if m.key() != epoch_key(config.model.name)]
+    return [m for m in records if m.key() not in (epoch_key(config.model.name), catalogue_key(config.model.name))]
 
 
 def versions_on_topic(config) -> list[int]:
     """Version numbers of every version record on the versions topic, in order; -1 for one that fails to
-    decode (the updaters' epoch markers are left out)."""
+    decode (the updaters' epoch markers and catalogues are left out)."""
     numbers = []
     for message in version_messages(config):
         try:
