@@ -25,7 +25,7 @@ import logging
 from pathlib import Path
 
 from stream_dec.config import load_config
-from stream_dec.lab.evaluate import MINIBATCH_KMEANS, evaluate, gap_closed, markdown_table
+from stream_dec_lab.evaluate import MINIBATCH_KMEANS, evaluate, gap_closed, markdown_table
 
 from dec_quality import load  # noqa: E402  (benchmarks/ is the script's directory)
 

@@ -48,10 +48,10 @@ from pathlib import Path
 
 from continual import experiment_config, experiment_parser  # benchmarks/ is the script's directory
 from dec_quality import load
-from stream_dec.lab.evaluate import GROW_RANDOM
-from stream_dec.lab.evaluate import (RETRAIN_CELLS_ORACLE, StepResult, ceiling_point, ceilings, clearly_above,
+from stream_dec_lab.evaluate import GROW_RANDOM
+from stream_dec_lab.evaluate import (RETRAIN_CELLS_ORACLE, StepResult, ceiling_point, ceilings, clearly_above,
                                            evaluate, frontier, frontier_table, gap_closed, sweep_lines)
-from stream_dec.lab.plots import plot_frontier
+from stream_dec_lab.plots import plot_frontier
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEP_FIELDS = ("step", "strategy", "acc", "acc_many", "nmi", "agreement", "agreement_heldout", "relative_drift_max",

@@ -9,7 +9,7 @@ cycle the reservoir, run the configured strategy behind the promotion gate and p
 topic against the true classes beside frozen version 1 and the parent version labelling
 the same samples, label agreement with the previous version, relative drift, update
 seconds and how long the labeler took to switch; then every gate decision.
-(The same machinery as ``stream-dec demo``: :mod:`stream_dec.lab.demo`.)
+(The same machinery as ``stream-dec demo``: :mod:`stream_dec_lab.demo`.)
 
 Run from the repository root::
 
@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 
 from stream_dec.config import load_config
-from stream_dec.lab.demo import DriftRun, isolated, markdown
+from stream_dec_lab.demo import DriftRun, isolated, markdown
 from stream_dec.local import LocalServices
 
 from dec_quality import load  # noqa: E402  (benchmarks/ is the script's directory)

@@ -9,7 +9,7 @@ Layers, lowest first (a lower layer never imports a higher one):
 - ``stream_dec.stream``: Kafka and Redis shells: labeler, reservoir, updater, versions.
 - ``stream_dec.cli``: the command line, which maps config files to the components.
 
-Beside them, ``stream_dec.lab`` (experiments, plots, the demo; the ``lab`` extra)
+Beside them, ``stream_dec_lab`` (experiments, plots, the demo: its own distribution in ``lab/``)
 imports the runtime; of the runtime only the CLI's `evaluate` and `demo` commands import it,
 when they run.
 """

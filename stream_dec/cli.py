@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "results.md and PNG plots to DIR and print the table. With both "
                                                "frozen and retrain, a retrain-cells-oracle row per step: the "
                                                "frozen x retrain cells relabelled with the true classes within "
-                                               "min_agreement (not a strategy).")
+                                               "min_agreement (not a strategy). Also report.html. Needs the "
+                                               "laboratory (pip install -e ./lab).")
     evaluate.add_argument("--data", required=True, type=Path, help="labelled embeddings (.npz with y, or .csv with label)")
     evaluate.add_argument("--scenario", required=True, choices=SCENARIOS)
     evaluate.add_argument("--strategies", required=True, type=_strategy_list, metavar="LIST",
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                                            "(summary.md), timeline.png, the newest cluster catalogue "
                                            "(catalogue.json) and report.html. The same --seed gives the same "
                                            "versions and decisions. Everything started is stopped at the end, also "
-                                           "on Ctrl-C (exit 130, with the summary so far). Needs the 'local' extra.")
+                                           "on Ctrl-C (exit 130, with the summary so far). Needs the laboratory and "
+                                           "the 'local' extra (pip install -e '.[local]' -e ./lab).")
     demo.add_argument("--config", type=Path, default=None,
                       help="TOML config (default: config/local.toml of this checkout, else the built-in defaults)")
     demo.add_argument("--data", type=Path, help="labelled .npz (default: the shipped WordNet slice)")
@@ -365,7 +367,7 @@ def _read_catalogue(folder: Path):
 def run_evaluate(args: argparse.Namespace) -> dict:
     _require_lab()
     # matplotlib only when needed
-    from stream_dec.lab.evaluate import (
+    from stream_dec_lab.evaluate import (
         ceiling_point,
         ceilings,
         evaluate,
@@ -374,8 +376,8 @@ def run_evaluate(args: argparse.Namespace) -> dict:
         markdown_table,
         sweep_lines,
     )
-    from stream_dec.lab.plots import plot_frontier, plot_steps
-    from stream_dec.lab.report import html_report
+    from stream_dec_lab.plots import plot_frontier, plot_steps
+    from stream_dec_lab.report import html_report
 
     config = load_config(args.config)
     data = load_dataset(args.data, require_labels=True)
@@ -434,8 +436,8 @@ LOCAL_CONFIG = Path(__file__).parent.parent / "config" / "local.toml"
 
 def run_demo(args: argparse.Namespace) -> dict:
     _require_lab()
-    from stream_dec.lab.demo import DEMO_DATA, DriftRun, LiveView, isolated, markdown, plot_timeline
-    from stream_dec.lab.report import html_report
+    from stream_dec_lab.demo import DEMO_DATA, DriftRun, LiveView, isolated, markdown, plot_timeline
+    from stream_dec_lab.report import html_report
     from stream_dec.local import LocalServices
 
     config = load_config(args.config or (LOCAL_CONFIG if LOCAL_CONFIG.is_file() else None))
@@ -597,12 +599,12 @@ def _stop_on_signals(stop) -> None:
 
 
 def _require_lab() -> None:
-    """The lab's commands draw plots: say so before any work when matplotlib is missing."""
+    """evaluate and demo live in the laboratory, a distribution of its own: say so before any work."""
     import importlib.util
 
-    if importlib.util.find_spec("matplotlib") is None:
-        raise StreamDecError("this command draws plots with matplotlib: install the 'lab' extra "
-                             "(pip install -e '.[lab]')")
+    if importlib.util.find_spec("stream_dec_lab") is None or importlib.util.find_spec("matplotlib") is None:
+        raise StreamDecError("this command is part of the laboratory, which the runtime does not carry: install "
+                             "stream-dec-lab (from a checkout: pip install -e ./lab)")
 
 
 def _check_out(out: Path, overwrite: bool) -> None:

@@ -152,7 +152,7 @@ class TrainConfig:
 Strategy = Literal["translate", "recentre", "refit", "ewc", "anchored", "grow", "retrain", "frozen"]
 STRATEGIES: tuple[str, ...] = typing.get_args(Strategy)
 Scenario = Literal["replace-half", "shift"]
-"""Window sequences of the continual-update experiment (:mod:`stream_dec.lab.scenarios`)."""
+"""Window sequences of the continual-update experiment (:mod:`stream_dec_lab.scenarios`)."""
 SCENARIOS: tuple[str, ...] = typing.get_args(Scenario)
 
 

@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, Producer
 
 from stream_dec.cli import main
 from stream_dec.config import TranslateConfig, kafka_settings
-from stream_dec.lab.demo import DEMO_DATA
+from stream_dec_lab.demo import DEMO_DATA
 from stream_dec.continual import Limits, Window, apply_strategy
 from stream_dec.continual.translate import Translate
 from stream_dec.model import DEC, ModelVersion

@@ -5,7 +5,7 @@ import pytest
 
 from stream_dec.config import ModelConfig, TrainConfig
 from stream_dec.io.datasets import load_dataset
-from stream_dec.lab.demo import DEMO_DATA
+from stream_dec_lab.demo import DEMO_DATA
 from stream_dec.model import fit_dec
 from stream_dec.model.catalogue import Catalogue, build_catalogue, top_terms
 from stream_dec.model.metrics import cluster_accuracy

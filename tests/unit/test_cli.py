@@ -296,7 +296,7 @@ def test_inspect_prints_the_catalogue_that_train_wrote(capsys, trained):
 
 
 def test_inspect_describes_a_model_on_a_file_with_texts(capsys, trained, tmp_path):
-    from stream_dec.lab.demo import DEMO_DATA
+    from stream_dec_lab.demo import DEMO_DATA
 
     with np.load(DEMO_DATA) as demo:
         np.savez(tmp_path / "texts.npz", X=demo["X"][:300], texts=demo["texts"][:300])
@@ -328,3 +328,12 @@ def test_inspect_without_a_catalogue_says_what_to_do(capsys, tmp_path, trained):
         (bare / name).write_bytes((trained / name).read_bytes())
     status, _, err = run(capsys, "inspect", "--model", str(bare))
     assert status == 2 and "give --data FILE" in err
+
+
+def test_the_lab_commands_say_how_to_get_the_lab_when_it_is_missing(tmp_path):
+    """A runtime install has no laboratory: evaluate and demo end in one line saying how to add it."""
+    code = ("import sys; sys.modules['stream_dec_lab'] = None\n"  # as if stream-dec-lab were not installed
+            "from stream_dec.cli import main\n"
+            f"sys.exit(main(['demo', '--out', {str(tmp_path)!r}]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "pip install -e ./lab" in result.stderr, result.stderr

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from stream_dec.lab.evaluate import StepResult, clearly_above, paired_difference
+from stream_dec_lab.evaluate import StepResult, clearly_above, paired_difference
 
 
 def rows(line: str, accs: list[float], agreements: list[float]) -> list[StepResult]:

@@ -1,8 +1,11 @@
-"""The runtime package stands alone: what a labeler or an updater imports pulls in no
-laboratory code and no plotting library, and the labeler's image leaves the lab out."""
+"""The runtime package stands alone: what a labeler or an updater installs or imports holds no
+laboratory code and no plotting library; the laboratory is a distribution of its own."""
 
+import ast
 import subprocess
 import sys
+import tomllib
+import zipfile
 
 from tests.conftest import ROOT
 
@@ -12,42 +15,57 @@ RUNTIME = ["stream_dec.cli", "stream_dec.model", "stream_dec.continual", "stream
 
 def test_the_runtime_imports_no_lab_code_and_no_matplotlib():
     code = ("import sys\n" + "".join(f"import {name}\n" for name in RUNTIME) +
-            "bad = sorted(m for m in sys.modules if m.startswith(('stream_dec.lab', 'matplotlib')))\n"
+            "bad = sorted(m for m in sys.modules if m.startswith(('stream_dec_lab', 'matplotlib')))\n"
             "assert not bad, bad")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def test_matplotlib_is_only_in_the_extras():
-    import tomllib
+def test_the_runtime_wheel_carries_no_lab_code_data_or_plotting(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("stream_dec-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "stream_dec/cli.py" in names and "stream_dec/stream/labeler.py" in names
+    assert not [n for n in names if "lab" in n.split("/")[0] or n.endswith((".npz", ".png"))], names
+    requires = [line for line in zipfile.ZipFile(wheel).read(
+        next(n for n in names if n.endswith("METADATA"))).decode().splitlines() if line.startswith("Requires-Dist")]
+    assert requires and not [r for r in requires if "matplotlib" in r]
 
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert not [d for d in project["dependencies"] if d.startswith("matplotlib")]
-    assert any(d.startswith("matplotlib") for d in project["optional-dependencies"]["lab"])
+
+def test_the_laboratory_is_its_own_distribution_with_matplotlib():
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lab = tomllib.loads((ROOT / "lab" / "pyproject.toml").read_text())["project"]
+    everything = root["dependencies"] + [d for extra in root["optional-dependencies"].values() for d in extra]
+    assert not [d for d in everything if d.startswith("matplotlib")]
+    assert lab["name"] == "stream-dec-lab" and "stream-dec" in lab["dependencies"]
+    assert any(d.startswith("matplotlib") for d in lab["dependencies"])
+    assert not (ROOT / "stream_dec" / "lab").exists() and (ROOT / "lab" / "stream_dec_lab" / "demo.py").is_file()
 
 
-def test_the_image_leaves_the_lab_out():
-    assert "stream_dec/lab" in (ROOT / ".dockerignore").read_text().split()
+def test_the_image_copies_only_the_runtime():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY stream_dec ./stream_dec" in dockerfile and "lab" not in dockerfile
+    assert "lab" in (ROOT / ".dockerignore").read_text().split()
 
 
 LAYERS = {"typed": 0, "errors": 0, "config": 0, "logs": 0, "io": 1, "model": 2, "continual": 3, "stream": 4,
-          "local": 4, "cli": 5, "lab": 6}
+          "local": 4, "cli": 5}
 
 
 def test_a_lower_layer_never_imports_a_higher_one():
     """The order of stream_dec/__init__.py; the CLI reaches the lab only inside its evaluate and demo commands."""
-    import ast
-
     upward = []
     for path in (ROOT / "stream_dec").rglob("*.py"):
         layer = path.relative_to(ROOT / "stream_dec").parts[0].removesuffix(".py")
         if layer not in LAYERS:
             continue
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stream_dec."):
-                other = node.module.split(".")[1]
-                if LAYERS.get(other, 0) > LAYERS[layer]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stream_dec_lab"):
+                upward.append((path.name, node.module, node.col_offset))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("stream_dec."):
+                if LAYERS.get(node.module.split(".")[1], 0) > LAYERS[layer]:
                     upward.append((path.name, node.module, node.col_offset))
-    assert all(name == "cli.py" and module.startswith("stream_dec.lab.") and indent > 0  # inside a function
-               for name, module, indent in upward), upward
+    assert upward and all(name == "cli.py" and module.startswith("stream_dec_lab.") and indent > 0  # in a function
+                          for name, module, indent in upward), upward

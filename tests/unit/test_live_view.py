@@ -3,7 +3,7 @@
 import io
 import logging
 
-from stream_dec.lab.demo import DemoResult, Decision, LiveView, Status, VersionRow, markdown
+from stream_dec_lab.demo import DemoResult, Decision, LiveView, Status, VersionRow, markdown
 
 NAN = float("nan")
 

@@ -1,6 +1,6 @@
 """The HTML report: one self-contained page; what the inputs said is shown, never run."""
 
-from stream_dec.lab.report import html_report
+from stream_dec_lab.report import html_report
 from stream_dec.model.catalogue import Catalogue, ClusterCard
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from stream_dec.lab.evaluate import adopt, agreement_ceiling, retrain_cells
-from stream_dec.lab.scenarios import class_weights, scenario_windows
+from stream_dec_lab.evaluate import adopt, agreement_ceiling, retrain_cells
+from stream_dec_lab.scenarios import class_weights, scenario_windows
 from stream_dec.model.metrics import cluster_accuracy
 
 

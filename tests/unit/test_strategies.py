@@ -15,7 +15,7 @@ from stream_dec.continual.finetune import anchored_parameters
 from stream_dec.continual.grow import Grow
 from stream_dec.continual.retrain import Retrain, model_config_of
 from stream_dec.continual.translate import Translate, matched_centroids, translate_centres
-from stream_dec.lab.evaluate import GROW_RANDOM, lab_strategy
+from stream_dec_lab.evaluate import GROW_RANDOM, lab_strategy
 from stream_dec.model import DEC, ModelVersion, fit_dec
 from stream_dec.model.training import latent_radius_for
 from tests.conftest import two_centre_model, wordnet_slice

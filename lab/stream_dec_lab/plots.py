@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless back
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from stream_dec.lab.evaluate import MINIBATCH_KMEANS, FrontierPoint, StepResult  # noqa: E402
+from stream_dec_lab.evaluate import MINIBATCH_KMEANS, FrontierPoint, StepResult  # noqa: E402
 
 MARKERS = "osD^vP*Xh<>p"
 NOISE = 1e-6

@@ -33,7 +33,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from stream_dec.config import Config, kafka_settings
 from stream_dec.io.wire import FLOAT32, JSON
-from stream_dec.lab.scenarios import scenario_windows
+from stream_dec_lab.scenarios import scenario_windows
 from stream_dec.model import ModelVersion
 from stream_dec.model.metrics import cluster_accuracy
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings

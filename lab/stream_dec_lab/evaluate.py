@@ -30,7 +30,7 @@ from stream_dec.config import Config
 from stream_dec.continual import Strategy, Window, apply_strategy, limits_of, make_strategy
 from stream_dec.continual.grow import Grow
 from stream_dec.continual.base import overlap_counts
-from stream_dec.lab.scenarios import Scenario, scenario_windows
+from stream_dec_lab.scenarios import Scenario, scenario_windows
 from stream_dec.model import ModelVersion, fit_dec
 from stream_dec.model.metrics import centre_drift, cluster_accuracy, clustering_scores, label_agreement
 
