@@ -2,6 +2,7 @@
 laboratory code and no plotting library; the laboratory is a distribution of its own."""
 
 import ast
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,8 +23,11 @@ def test_the_runtime_imports_no_lab_code_and_no_matplotlib():
 
 
 def test_the_runtime_wheel_carries_no_lab_code_data_or_plotting(tmp_path):
+    source = tmp_path / "source"  # a copy: building writes build/ and egg-info beside the sources
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "tests",
+                                                                  "benchmarks", "__pycache__"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                             "-w", str(tmp_path), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("stream_dec-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
