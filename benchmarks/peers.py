@@ -170,6 +170,9 @@ def labeler(config, version, n: int, marks: list) -> None:
     marks.append(mark())
     running.stop.set()  # commits synchronously what is left, leaves the group
     thread.join()
+    offered, skipped = (int(c._value.get()) for c in (running.metrics.samples_offered, running.metrics.samples_skipped))
+    if offered or skipped:  # the reservoir writer skips a batch it has no room for: say how many
+        print(f"    reservoir: {offered:,} samples offered to Redis, {skipped:,} skipped", flush=True)
 
 
 def unsampled(config, version, n: int, marks: list) -> None:
@@ -234,6 +237,8 @@ def main() -> None:
     parser.add_argument("--format", choices=list(FORMATS), default="float32")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=19393)
+    parser.add_argument("--peers", default="labeler,labeler-unsampled,batch-loop,quix,naive",
+                        help="comma-separated peers to run (default: all; 'labeler' always runs: the ratios need it)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # [labeler] threads' default; the broker and the clients need the other core
@@ -258,6 +263,8 @@ def main() -> None:
               f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}")
         peers = {"labeler": (labeler, args.messages), "labeler-unsampled": (unsampled, args.messages),
                  "batch-loop": (batch_loop, args.messages), "quix": (quix, args.quix), "naive": (naive, args.naive)}
+        chosen = {"labeler", *args.peers.split(",")}
+        peers = {name: peer for name, peer in peers.items() if name in chosen}
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
         for round_ in range(1, args.rounds + 1):
             for name, (run, n) in peers.items():

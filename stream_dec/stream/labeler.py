@@ -8,8 +8,10 @@ through :meth:`Labeler.process`:
 3. label the array with the current model version (one model call per batch);
 4. produce the labels (keyed by the input key) and the dead letters, without waiting;
 5. commit, oldest batch first: once the broker has acknowledged every record of a
-   batch (failures are produced again, never dropped), offer its samples to the
-   reservoir and commit each partition's last offset + 1. Up to ``max_in_flight``
+   batch (failures are produced again, never dropped), hand its samples to the
+   reservoir writer (:class:`~stream_dec.stream.reservoir.SampleWriter`, a thread of
+   its own: writing to Redis never holds labels; a batch it has no room for is skipped
+   and counted) and commit each partition's last offset + 1. Up to ``max_in_flight``
    batches wait for their acknowledgement while the next ones are labelled; one more
    and the labeler waits for the oldest. In ``exactly-once`` mode steps 4-5 are one
    producer transaction carrying the offsets instead.
@@ -46,7 +48,6 @@ from typing import NamedTuple
 
 import numpy as np
 import orjson
-import redis
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_dec.config import Config, LabelerConfig
@@ -54,7 +55,7 @@ from stream_dec.io.wire import InputLimits, InputMessage, Rejection, decode_batc
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
-from stream_dec.stream.reservoir import Reservoir
+from stream_dec.stream.reservoir import Reservoir, SampleWriter
 from stream_dec.stream.versions import VersionFollower
 
 log = logging.getLogger("stream_dec.labeler")
@@ -286,7 +287,8 @@ class Labeler:
         self.sampled_until: dict[tuple[str, int], int] = {}
         """Cold start: per partition, the offset after the last one already offered to the reservoir."""
         self.rng = np.random.default_rng()
-        self.reservoir_retry_at = 0.0
+        self.sampler = None if reservoir is None else SampleWriter(
+            reservoir, self.metrics.samples_offered.inc, self.metrics.samples_skipped.inc, retry_s=self.backoff.max)
 
     def run(self) -> None:
         """Label until :attr:`stop` is set, then finish the batch in flight and leave the group.
@@ -323,6 +325,8 @@ class Labeler:
             raise
         finally:
             self.consumer.close()  # leaves the group: partitions move at once
+            if self.sampler is not None:
+                self.sampler.close()  # writes the samples still waiting
             log.info("labeler stopped")
 
     def process(self, messages: list[Message]) -> None:
@@ -431,27 +435,17 @@ class Labeler:
         self.unlabelled_from.clear()
 
     def feed_reservoir(self, ids: list[str], X: np.ndarray, texts: list[str | None] | None = None) -> None:
-        """Offer a ``sample_rate`` share of the batch (with its texts) to the reservoir; never blocks
-        labels on Redis."""
-        if self.reservoir is None or not ids:
+        """Hand a ``sample_rate`` share of the batch (with its texts) to the reservoir writer; never
+        waits for Redis while there are labels to make (a cold start waits: it only samples)."""
+        if self.sampler is None or not ids:
             return
         rate = self.config.reservoir.sample_rate
         if rate < 1:  # a share of the rows (copied); at 1, all of them as they are
             chosen = np.flatnonzero(self.rng.random(len(ids)) < rate)
             ids, X = [ids[i] for i in chosen], X[chosen]
             texts = None if texts is None else [texts[i] for i in chosen]
-        if not ids:
-            return
-        if time.monotonic() < self.reservoir_retry_at:
-            self.metrics.samples_skipped.inc(len(ids))
-            return
-        try:
-            self.reservoir.offer(ids, X, time.time(), self.rng, texts)
-            self.metrics.samples_offered.inc(len(ids))
-        except redis.RedisError as exc:
-            self.metrics.samples_skipped.inc(len(ids))
-            self.reservoir_retry_at = time.monotonic() + self.backoff.max
-            log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
+        if ids:
+            self.sampler.submit(ids, X, texts, wait=self.predictor is None)
 
     def _commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
         """Commit after delivery; retry retriable errors; a lost generation means re-delivery, not loss.

@@ -38,8 +38,13 @@ comes from the updater's generator, so the same offers and seed give the same wi
 
 from __future__ import annotations
 
+import logging
 import math
+import queue
 import struct
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +52,8 @@ import redis
 
 from stream_dec.config import RedisConfig
 from stream_dec.errors import StreamDecError
+
+log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<dH")
 _TEXT_LENGTH = struct.Struct("<H")
@@ -303,3 +310,58 @@ def connect(config: RedisConfig) -> redis.Redis:
     return redis.Redis.from_url(config.url, username=config.username or None, password=config.password or None,
                                 socket_timeout=config.socket_timeout_s, socket_connect_timeout=config.socket_timeout_s,
                                 **tls)
+
+
+class SampleWriter:
+    """Offers samples to a :class:`Reservoir` from a thread of its own, so that writing them
+    never holds a batch of labels (a sample of a 768-d vector is 3 KiB on the wire).
+
+    :meth:`submit` hands a batch over and returns at once; at most ``backlog`` batches
+    wait, and a batch beyond that is skipped (``on_skipped`` counts it), as is one offered
+    while Redis is down (then nothing is tried for ``retry_s``). ``wait=True`` (a cold
+    start, when every sample is wanted and nothing else is to be done) waits for room
+    instead. :meth:`close` writes what is waiting, then stops the thread.
+    """
+
+    def __init__(self, reservoir: Reservoir, on_offered: Callable[[int], None],
+                 on_skipped: Callable[[int], None], backlog: int = 2, retry_s: float = 5.0) -> None:
+        self.reservoir, self.on_offered, self.on_skipped, self.retry_s = reservoir, on_offered, on_skipped, retry_s
+        self.queue: queue.Queue = queue.Queue(maxsize=backlog)
+        self.rng = np.random.default_rng()
+        self.retry_at = 0.0
+        self.thread = threading.Thread(target=self._run, name="reservoir-writer", daemon=True)
+        self.thread.start()
+
+    def submit(self, ids: list[str], X: np.ndarray, texts: list[str | None] | None = None,
+               wait: bool = False) -> None:
+        """Offer ``ids``/``X``/``texts`` (not modified afterwards by the caller) in the background."""
+        item = (ids, X, texts, time.time())
+        try:
+            self.queue.put(item, block=wait)
+        except queue.Full:
+            self.on_skipped(len(ids))
+
+    def flush(self) -> None:
+        """Wait until every batch submitted so far was written or skipped."""
+        self.queue.join()
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            ids, X, texts, arrived = item
+            try:
+                if time.monotonic() < self.retry_at:
+                    self.on_skipped(len(ids))
+                    continue
+                self.reservoir.offer(ids, X, arrived, self.rng, texts)
+                self.on_offered(len(ids))
+            except redis.RedisError as exc:
+                self.on_skipped(len(ids))
+                self.retry_at = time.monotonic() + self.retry_s
+                log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
+            finally:
+                self.queue.task_done()
+        self.queue.task_done()

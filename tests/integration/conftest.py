@@ -221,6 +221,15 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 60.0, c
     return records
 
 
+def eventually(condition, timeout: float = 10.0) -> bool:
+    """``condition()`` once it holds, else its last value after ``timeout`` seconds (e.g. a sample the
+    labeler's reservoir writer has not written yet)."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return result
+
+
 def wait_for_line(path: Path, pattern: str, timeout: float = 60.0) -> None:
     """Wait until the log file at ``path`` has a match of the regular expression ``pattern``."""
     deadline = time.monotonic() + timeout
