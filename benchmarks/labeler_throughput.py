@@ -47,7 +47,7 @@ from stream_dec.local import start_tansu
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
-from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.labeler import build_labeler
 
 from dec_quality import load  # noqa: E402  (benchmarks/ is the script's directory)
 
@@ -119,7 +119,7 @@ def produce_all(bootstrap: str, topic: str, X: np.ndarray, n: int, content_type:
 def labeler_rate(config, version: ModelVersion, n: int, broker_pid: int) -> tuple[float, dict[str, float]]:
     """Labels/s from the first consumed batch to the last, and the cores used meanwhile by
     the labeler's Python thread, its whole process (with librdkafka's threads) and the broker."""
-    labeler = Labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
+    labeler = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
                       Producer(producer_settings(config)))
     marks: list[tuple[float, ...]] = []
     original = labeler.process

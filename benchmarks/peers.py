@@ -50,7 +50,7 @@ from stream_dec.local import free_port, redis_binary, wait_for_port
 from stream_dec.model import ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
-from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.labeler import build_labeler
 from stream_dec.stream.reservoir import Reservoir
 
 
@@ -154,7 +154,7 @@ def labeler(config, version, n: int, marks: list) -> None:
     """stream-dec's labeler, default settings, the reservoir on."""
     client = redis.Redis.from_url(config.redis.url)
     reservoir = Reservoir(client, f"peers-{uuid.uuid4().hex[:8]}", config.reservoir.capacity)
-    running = Labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
+    running = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
                       Producer(producer_settings(config)), reservoir=reservoir)
     original = running.process
 

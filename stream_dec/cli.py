@@ -511,7 +511,7 @@ def run_serve(args: argparse.Namespace) -> None:
     from stream_dec.model.predictor import Predictor
     from stream_dec.stream import reservoir as reservoirs
     from stream_dec.stream.kafka import check_settings, client_settings, consumer_settings, producer_settings
-    from stream_dec.stream.labeler import Labeler, commit_callback, transactional_id
+    from stream_dec.stream.labeler import build_labeler, commit_callback, transactional_id
     from stream_dec.stream.observability import LabelerMetrics, serve
     from stream_dec.stream.versions import VersionFollower
 
@@ -547,7 +547,7 @@ def run_serve(args: argparse.Namespace) -> None:
     transactional = transactional_id(config.labeler) if config.labeler.delivery == "exactly-once" else None
     predictor = Predictor(version, config.labeler.device) if version else None
     consumer = Consumer({**consumer_settings(config), "on_commit": commit_callback(metrics)})
-    labeler = Labeler(config, predictor, consumer, Producer(producer_settings(config, transactional)),
+    labeler = build_labeler(config, predictor, consumer, Producer(producer_settings(config, transactional)),
                       metrics=metrics, follower=follower, reservoir=reservoir)
     if config.metrics.port:
         serve(labeler.metrics.registry, config.metrics.host, config.metrics.port)

@@ -37,7 +37,7 @@ from stream_dec_lab.scenarios import scenario_windows
 from stream_dec.model import ModelVersion
 from stream_dec.model.metrics import cluster_accuracy
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
-from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.labeler import Labeler, build_labeler
 from stream_dec.stream.reservoir import Reservoir, connect
 from stream_dec.stream.updater import Updater, build_updater
 from stream_dec.stream.versions import VersionFollower, read_catalogues
@@ -188,7 +188,7 @@ class DriftRun:
         ensure_topics(config, partitions={config.topics.embeddings: 1})
         client = connect(config.redis)
         name = config.model.name
-        labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
+        labeler = build_labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                           follower=VersionFollower(kafka_settings(config, "consumer"), config.topics.versions, name),
                           reservoir=Reservoir(client, name, config.reservoir.capacity))
         updater = build_updater(config, client)

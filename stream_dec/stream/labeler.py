@@ -50,7 +50,7 @@ import numpy as np
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from stream_dec.config import Config, LabelerConfig
+from stream_dec.config import Config, LabelerConfig, TopicsConfig
 from stream_dec.io.wire import InputLimits, InputMessage, Rejection, decode_batch, encode_labels
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
@@ -244,8 +244,10 @@ class Labeler:
 
     Parameters
     ----------
-    config
-        The validated configuration (``[topics]``, ``[labeler]``).
+    settings
+        Its ``[labeler]`` section.
+    topics
+        The topics it reads and writes (``[topics]``).
     predictor
         The model version to label with.
     consumer, producer
@@ -256,16 +258,18 @@ class Labeler:
     follower
         Reads the versions topic; a newer valid version replaces the predictor between
         batches (no batch mixes versions).
-    reservoir
+    reservoir, sample_rate
         Receives a ``sample_rate`` share of each batch after delivery, before commit.
         Redis being down only counts samples as skipped: labels keep flowing.
+
+    :func:`build_labeler` wires one from a whole config.
     """
 
-    def __init__(self, config: Config, predictor: Predictor | None, consumer: Consumer, producer: Producer,
-                 metrics: LabelerMetrics | None = None, follower: VersionFollower | None = None,
-                 reservoir: Reservoir | None = None) -> None:
-        self.config = config
-        self.settings = config.labeler
+    def __init__(self, settings: LabelerConfig, topics: TopicsConfig, predictor: Predictor | None,
+                 consumer: Consumer, producer: Producer, metrics: LabelerMetrics | None = None,
+                 follower: VersionFollower | None = None, reservoir: Reservoir | None = None,
+                 sample_rate: float = 1.0) -> None:
+        self.settings, self.topics, self.sample_rate = settings, topics, sample_rate
         self.predictor = predictor
         self.consumer = consumer
         self.producer = producer
@@ -274,7 +278,7 @@ class Labeler:
         self.limits = input_limits(self.settings)
         self.backoff = Backoff(self.settings.retry_backoff_ms, self.settings.retry_backoff_max_ms)
         self.delivery = Delivery(producer, self.backoff,
-                                 shrink=lambda record: smaller_record(record, config.topics.dead_letters))
+                                 shrink=lambda record: smaller_record(record, topics.dead_letters))
         self.stats = StatsLine(self.settings.log_interval_s)
         self.transactional = self.settings.delivery == "exactly-once"
         self.follower, self.reservoir = follower, reservoir
@@ -298,12 +302,12 @@ class Labeler:
         """
         if self.transactional:
             self.producer.init_transactions(30)
-        self.consumer.subscribe([self.config.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
+        self.consumer.subscribe([self.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
         if self.predictor is None:
             log.info("no model version yet: sampling %s into the reservoir until version 1 is published",
-                     self.config.topics.embeddings)
+                     self.topics.embeddings)
         else:
-            log.info("labeling %s with model version %d (%s, delivery %s)", self.config.topics.embeddings,
+            log.info("labeling %s with model version %d (%s, delivery %s)", self.topics.embeddings,
                      self.predictor.version, self.predictor.device, self.settings.delivery)
         try:
             while not self.stop.is_set():
@@ -344,7 +348,7 @@ class Labeler:
                              limits=self.limits)
         clusters, confidence = self.predictor.predict(batch.X)
         labels = self._labels(inputs, batch.rows, batch.ids, clusters, confidence)
-        records = [dead_letter(r, self.config.topics.dead_letters, self.settings.dead_letter_max_bytes,
+        records = [dead_letter(r, self.topics.dead_letters, self.settings.dead_letter_max_bytes,
                                self.settings.max_key_bytes) for r in batch.rejected]
         self._deliver_and_commit(records, labels, inputs, batch)
         self.metrics.labels.inc(len(batch.ids))
@@ -360,7 +364,7 @@ class Labeler:
         picked = [inputs[row] for row in rows.tolist()]
         values = encode_labels(ids, clusters.tolist(), confidence.tolist(), self.predictor.version,
                                [m.topic for m in picked], [m.partition for m in picked], [m.offset for m in picked])
-        return self.config.topics.labels, [m.key for m in picked], values
+        return self.topics.labels, [m.key for m in picked], values
 
     def _deliver_and_commit(self, records: list[Record], labels: tuple[str, list, list[bytes]],
                             inputs: list[InputMessage], batch) -> None:
@@ -439,7 +443,7 @@ class Labeler:
         waits for Redis while there are labels to make (a cold start waits: it only samples)."""
         if self.sampler is None or not ids:
             return
-        rate = self.config.reservoir.sample_rate
+        rate = self.sample_rate
         if rate < 1:  # a share of the rows (copied); at 1, all of them as they are
             chosen = np.flatnonzero(self.rng.random(len(ids)) < rate)
             ids, X = [ids[i] for i in chosen], X[chosen]
@@ -494,7 +498,7 @@ class Labeler:
         except (KafkaException, DeliveryFailed) as exc:
             error = exc.error if isinstance(exc, DeliveryFailed) else exc.args[0]
             if not _abortable(error):
-                raise exc if isinstance(exc, DeliveryFailed) else DeliveryFailed(self.config.topics.labels, error)
+                raise exc if isinstance(exc, DeliveryFailed) else DeliveryFailed(self.topics.labels, error)
             delay = self.backoff.next_delay()
             log.warning("transaction failed (%s); aborting and re-processing the batch in %.1fs", error, delay)
             self.metrics.retries.labels("transaction").inc()
@@ -535,3 +539,11 @@ class Labeler:
         log.info("revoked %s (their batches are already committed)",
                  ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
+
+def build_labeler(config: Config, predictor: Predictor | None, consumer: Consumer, producer: Producer,
+                  metrics: LabelerMetrics | None = None, follower: VersionFollower | None = None,
+                  reservoir: Reservoir | None = None) -> Labeler:
+    """A :class:`Labeler` given the sections of ``config`` it uses (``[labeler]``, ``[topics]``, the
+    reservoir's ``sample_rate``)."""
+    return Labeler(config.labeler, config.topics, predictor, consumer, producer, metrics, follower, reservoir,
+                   sample_rate=config.reservoir.sample_rate)

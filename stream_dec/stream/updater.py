@@ -37,15 +37,17 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 import redis
 from confluent_kafka import KafkaException
 
-from stream_dec.config import Config
-from stream_dec.continual import Update, Window, apply_strategy, limits_of, make_strategy
-from stream_dec.continual.gate import Verdict, promotion_gate
-from stream_dec.model import ModelVersion, fit_dec
+from stream_dec.config import Config, UpdaterConfig
+from stream_dec.continual import Strategy, Update, Window, apply_strategy, limits_of, make_strategy
+from stream_dec.continual.gate import Limits, Verdict, promotion_gate
+from stream_dec.model import DEC, ModelVersion, fit_dec
+from stream_dec.model.training import TrainReport
 from stream_dec.model.catalogue import Catalogue, build_catalogue
 from stream_dec.stream.kafka import VERSION_BYTES, Backoff, client_settings, producer_settings
 from stream_dec.stream.lease import Lease
@@ -57,13 +59,36 @@ log = logging.getLogger("stream_dec.updater")
 
 
 class Updater:
-    """One updater process; see the module docstring."""
+    """One updater process; see the module docstring. :func:`build_updater` wires one from a config.
 
-    def __init__(self, config: Config, reservoir: Reservoir, lease: Lease, publisher: VersionPublisher,
-                 follower: VersionFollower, seed: int = 0, metrics: UpdaterMetrics | None = None) -> None:
-        """``cycles``, ``published``, ``rejections``, ``failures`` and :attr:`metrics` record what this
-        updater did."""
-        self.config = config
+    Parameters
+    ----------
+    settings
+        Its ``[updater]`` section: triggers, cold start size, poll, catalogue texts.
+    reservoir, lease, publisher, follower
+        The Redis reservoir and lease, and the versions topic's writer and reader.
+    replace_fraction
+        Share of the window each cycle replaces (``[reservoir] replace_fraction``).
+    first_version
+        Trains version 1 on the cold-start window: ``X -> (model, TrainReport)``.
+    strategy
+        Makes the update strategy for one cycle from a seed.
+    limits
+        The promotion gate's limits.
+    seed, metrics
+        Seed of its random choices (reservoir cycles, strategy seeds); its Prometheus collectors.
+
+    ``cycles``, ``published``, ``rejections``, ``gates``, ``failures`` and :attr:`metrics`
+    record what it did.
+    """
+
+    def __init__(self, settings: UpdaterConfig, reservoir: Reservoir, lease: Lease, publisher: VersionPublisher,
+                 follower: VersionFollower, *, replace_fraction: float,
+                 first_version: Callable[[np.ndarray], tuple[DEC, TrainReport]],
+                 strategy: Callable[[int], Strategy], limits: Limits, seed: int = 0,
+                 metrics: UpdaterMetrics | None = None) -> None:
+        self.settings, self.replace_fraction = settings, replace_fraction
+        self.first_version, self.strategy, self.limits = first_version, strategy, limits
         self.reservoir, self.lease, self.publisher, self.follower = reservoir, lease, publisher, follower
         self.tenure = 0
         """The lease epoch whose marker this updater wrote (0: none yet, or fenced since)."""
@@ -92,7 +117,7 @@ class Updater:
         next catch-up adopts it (first record of a number wins everywhere, since every
         reader follows the topic in order).
         """
-        poll_ms = int(self.config.updater.poll_s * 1000)
+        poll_ms = int(self.settings.poll_s * 1000)
         backoff = Backoff(max(poll_ms, 1), max(poll_ms, 30_000))
         waiting_logged = False
         try:
@@ -102,14 +127,14 @@ class Updater:
                         if not waiting_logged:
                             log.info("another updater holds the lease (%s); waiting", self.lease.holder())
                             waiting_logged = True
-                        self.stop.wait(self.config.updater.poll_s)
+                        self.stop.wait(self.settings.poll_s)
                         continue
                     waiting_logged = False
                     self.catch_up()
                     if self.due():
                         self.update()
                     backoff.reset()
-                    self.stop.wait(self.config.updater.poll_s)
+                    self.stop.wait(self.settings.poll_s)
                 except (KafkaException, redis.RedisError) as exc:
                     delay = backoff.next_delay()
                     service = "redis" if isinstance(exc, redis.RedisError) else "kafka"
@@ -165,17 +190,17 @@ class Updater:
         for area in ("window", "staging"):
             self.metrics.reservoir.labels(area).set(sizes[area])
         if self.current is None:
-            return sizes["staging"] >= self.config.updater.min_initial
+            return sizes["staging"] >= self.settings.min_initial
         elapsed = time.monotonic() - self.last_update
-        return sizes["seen"] >= self.config.updater.update_every or (sizes["seen"] > 0 and
-                                                                     elapsed >= self.config.updater.interval_s)
+        return sizes["seen"] >= self.settings.update_every or (sizes["seen"] > 0 and
+                                                               elapsed >= self.settings.interval_s)
 
     def update(self) -> ModelVersion | None:
         """One update cycle (steps 3-4); returns the published version, if any."""
         self.last_update = time.monotonic()
         self.cycles += 1
         self.metrics.cycles.inc()
-        fraction = self.config.reservoir.replace_fraction if self.current else 1.0
+        fraction = self.replace_fraction if self.current else 1.0
         try:
             self.reservoir.cycle(fraction, self.rng, lease=(self.lease.key, self.lease.token))
         except LeaseLost as exc:
@@ -241,22 +266,20 @@ class Updater:
                                    version=candidate.header.version,
                                    parent=parent.header.version if parent else None,
                                    parent_centres=parent.to_model().cluster_centres().detach().numpy() if parent
-                                   else None, previous=previous, n_texts=self.config.updater.catalogue_texts)
+                                   else None, previous=previous, n_texts=self.settings.catalogue_texts)
         except Exception:  # noqa: BLE001 - the version is published without it
             log.exception("could not build the cluster catalogue of version %d", candidate.header.version)
             return None
 
     def _cold_start(self, X: np.ndarray) -> ModelVersion:
-        model, report = fit_dec(X, self.config.model, self.config.train, self.config.model.clusters)
+        model, report = self.first_version(X)
         metrics = {"loss": report.self_train.loss, "seconds": sum(report.seconds.values())}
         return ModelVersion.from_model(model, version=1, strategy="train", metrics=metrics)
 
     def _continual(self, X: np.ndarray, retained: np.ndarray, held_out: np.ndarray) -> ModelVersion | None:
-        strategy = make_strategy(self.config.update.strategy, self.config,
-                                 seed=int(self.rng.integers(2**31)))
-        limits = limits_of(self.config)
-        update = apply_strategy(strategy, self.current, Window.of(X, retained), limits)
-        verdict = promotion_gate(update, held_out, limits)
+        strategy = self.strategy(int(self.rng.integers(2**31)))
+        update = apply_strategy(strategy, self.current, Window.of(X, retained), self.limits)
+        verdict = promotion_gate(update, held_out, self.limits)
         self._record(update, verdict)
         if not verdict.passed:
             self.metrics.updates.labels("rejected").inc()
@@ -293,11 +316,14 @@ def build_updater(config: Config, client: redis.Redis, metrics: UpdaterMetrics |
     name = config.model.name
     publisher = VersionPublisher({**producer_settings(config), "message.max.bytes": VERSION_BYTES},
                                  config.topics.versions, name, transactional=config.updater.transactional)
-    return Updater(config,
+    return Updater(config.updater,
                    Reservoir(client, name, config.reservoir.capacity, config.reservoir.staging_capacity or None),
                    Lease(client, f"stream-dec:{name}:updater-lease", config.updater.lease_ttl_ms,
                          on_renewal_error=metrics.lease_errors.inc),
                    publisher,
                    VersionFollower(client_settings(config, "consumer"), config.topics.versions, name,
                                    on_error=metrics.version_errors.inc),
-                   seed=config.train.seed, metrics=metrics)
+                   replace_fraction=config.reservoir.replace_fraction,
+                   first_version=lambda X: fit_dec(X, config.model, config.train, config.model.clusters),
+                   strategy=lambda seed: make_strategy(config.update.strategy, config, seed=seed),
+                   limits=limits_of(config), seed=config.train.seed, metrics=metrics)

@@ -17,7 +17,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from stream_dec.stream.kafka import consumer_settings, producer_settings
-from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.labeler import build_labeler
 from stream_dec.stream.reservoir import Reservoir, connect
 from stream_dec.stream.versions import VersionFollower, VersionRejected
 from tests.conftest import wordnet_slice
@@ -76,7 +76,7 @@ def test_a_leader_paused_past_its_lease_cannot_fork_the_history(loop_service, re
         update=dataclasses.replace(loop_service.update, min_agreement=0.0, max_drift=10.0))  # every update passes
     seen: list[tuple[int, int, str]] = []  # every version a reader adopted, in order
     watcher = VersionFollower(consumer_settings(config), config.topics.versions, config.model.name)
-    labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
+    labeler = build_labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                       follower=VersionFollower(consumer_settings(config), config.topics.versions, config.model.name),
                       reservoir=Reservoir(connect(config.redis), config.model.name, 300))
     first, second = make_updater(config), make_updater(config)

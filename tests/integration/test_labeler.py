@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from stream_dec.model import ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, producer_settings
-from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.labeler import build_labeler
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import float32_record, json_record, produce, read_all, wait_for_line, wait_for_records
 from tests.integration.reliability import account, source_offset
@@ -30,7 +30,7 @@ class Running:
     """A Labeler in a background thread (the same object `stream-dec serve` runs)."""
 
     def __init__(self, config, transactional_id=None, reservoir=None):
-        self.labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
+        self.labeler = build_labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
                                Consumer(consumer_settings(config)),
                                Producer(producer_settings(config, transactional_id)), reservoir=reservoir)
         self.thread = threading.Thread(target=self.labeler.run, daemon=True)
@@ -227,7 +227,7 @@ def test_lag_counts_what_is_left_and_never_goes_negative(service):
     delivered = produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
                         [float32_record(f"id-{i}", x) for i, x in enumerate(X)])
     ends = {p: max(o for q, o in delivered if q == p) + 1 for p, _ in delivered}
-    labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
+    labeler = build_labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
                       Consumer(consumer_settings(config)), Producer(producer_settings(config)))
     try:
         labeler.consumer.assign([TopicPartition(config.topics.embeddings, p, 0) for p in ends])
@@ -243,7 +243,7 @@ def test_lag_counts_what_is_left_and_never_goes_negative(service):
         assert labeler.lag() == 0
     finally:
         labeler.consumer.close()
-    labeler = Labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
+    labeler = build_labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
                       Consumer(consumer_settings(config)), Producer(producer_settings(config)))
     labeler.lag = lambda: 42  # what the gauge shows is what lag() says, set with each stats line
     thread = threading.Thread(target=labeler.run, daemon=True)

@@ -27,7 +27,7 @@ from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.metrics import label_agreement
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import VERSION_BYTES, consumer_settings, ensure_topics, producer_settings
-from stream_dec.stream.labeler import Labeler
+from stream_dec.stream.labeler import build_labeler
 from stream_dec.stream.observability import serve
 from stream_dec.stream.reservoir import Reservoir, connect
 from stream_dec.stream.updater import Updater
@@ -75,7 +75,7 @@ def test_labeler_hot_swaps_between_batches_and_labels_carry_the_version(loop_ser
     config = loop_service
     v1 = ModelVersion.load(config.labeler.model_dir)
     X, _ = wordnet_slice(classes=6, per_class=40, seed=12)
-    labeler = Labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
+    labeler = build_labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
                       Producer(producer_settings(config)), follower=follower(config))
     thread = threading.Thread(target=labeler.run, daemon=True)
     thread.start()
@@ -167,7 +167,7 @@ def test_texts_ride_from_json_input_to_the_catalogue_published_with_the_version(
     produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
             [(f"t{i}".encode(), orjson.dumps({"id": f"t{i}", "embedding": x.tolist(), "text": texts[i]}),
               [("content-type", b"application/json")]) for i, x in enumerate(X)])
-    labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
+    labeler = build_labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                       follower=follower(config),
                       reservoir=Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity))
     thread = threading.Thread(target=labeler.run, daemon=True)
@@ -283,7 +283,7 @@ def test_updater_killed_mid_publish_labelers_keep_a_whole_version(loop_service, 
         X, _ = wordnet_slice(classes=6, per_class=50, seed=19)
         Reservoir(connect(config.redis), config.model.name, 300).offer([f"s{i}" for i in range(300)], X, time.time(),
                                                                 np.random.default_rng(3))
-        labeler = Labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
+        labeler = build_labeler(config, Predictor(v1, "cpu"), Consumer(consumer_settings(config)),
                           Producer(producer_settings(config)), follower=follower(config))
         labeling = threading.Thread(target=labeler.run, daemon=True)
         labeling.start()
@@ -331,7 +331,7 @@ def test_cold_start_from_an_empty_system_labels_every_input(loop_service):
     config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, input_dim=384, model_dir=""),
                                  updater=dataclasses.replace(config.updater, update_every=10**6, interval_s=1e6))
     started = time.time()
-    labeler = Labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
+    labeler = build_labeler(config, None, Consumer(consumer_settings(config)), Producer(producer_settings(config)),
                       follower=follower(config), reservoir=Reservoir(connect(config.redis), config.model.name, 300))
     updater = make_updater(config)
     threads = [threading.Thread(target=labeler.run, daemon=True), threading.Thread(target=updater.run, daemon=True)]
