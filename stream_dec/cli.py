@@ -342,9 +342,7 @@ def _catalogue(model, data: Dataset, *, version: int, parent=None, previous=None
 
     return build_catalogue(model, data.X, [str(i) for i in range(len(data.X))],
                            list(data.texts) if data.texts is not None else None, version=version,
-                           parent=parent.header.version if parent is not None else None,
-                           parent_centres=parent.to_model().cluster_centres().detach().numpy() if parent else None,
-                           previous=previous)
+                           parent=parent, previous=previous)
 
 
 def _catalogue_file(catalogue) -> dict[str, bytes]:
@@ -427,8 +425,7 @@ def _evaluate_catalogue(data: Dataset, initial: tuple, last: tuple):
                                version=version.header.version, **parent)
 
     start = described(*initial)
-    centres = initial[0].to_model().cluster_centres().detach().numpy()
-    return described(*last, parent=initial[0].header.version, parent_centres=centres, previous=start)
+    return described(*last, parent=initial[0], previous=start)
 
 
 LOCAL_CONFIG = Path(__file__).parent.parent / "config" / "local.toml"

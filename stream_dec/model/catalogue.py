@@ -31,6 +31,7 @@ import numpy as np
 import orjson
 import torch
 
+from stream_dec.model.checkpoint import ModelVersion
 from stream_dec.model.dec import DEC
 from stream_dec.model.metrics import neighbour_gap
 
@@ -111,14 +112,14 @@ class Catalogue:
 
 
 def build_catalogue(model: DEC, X: np.ndarray, ids: list[str], texts: list[str | None] | None = None, *,
-                    version: int, parent: int | None = None, parent_centres: np.ndarray | None = None,
-                    previous: Catalogue | None = None, n_exemplars: int = 5, n_terms: int = 8,
-                    n_texts: int = 3) -> Catalogue:
+                    version: int, parent: ModelVersion | None = None, previous: Catalogue | None = None,
+                    n_exemplars: int = 5, n_terms: int = 8, n_texts: int = 3) -> Catalogue:
     """Describe every cluster id of ``model`` on the samples ``X`` (ids ``ids``, optional ``texts``).
 
-    ``parent_centres`` (the parent version's K_old x d centres) gives each id's drift and
-    marks ids beyond K_old as new; ``previous`` (the parent's catalogue) supplies
-    ``previous_terms``. Exemplars and example texts are the members nearest to the centre.
+    ``parent`` (the version ``model`` updates) gives each id's drift from the parent's
+    centre and marks ids beyond the parent's K as new; ``previous`` (the parent's
+    catalogue) supplies ``previous_terms``. Exemplars and example texts are the members
+    nearest to the centre.
     """
     if len(ids) != len(X) or (texts is not None and len(texts) != len(X)):
         raise ValueError(f"{len(X)} samples, {len(ids)} ids, {len(texts) if texts is not None else 0} texts")
@@ -131,6 +132,7 @@ def build_catalogue(model: DEC, X: np.ndarray, ids: list[str], texts: list[str |
         distance = torch.linalg.vector_norm(z - centres[labels], dim=1)
     labels, confidence, distance = labels.cpu().numpy(), confidence.cpu().numpy(), distance.cpu().numpy()
     centres = centres.detach().cpu().numpy().astype(np.float64)
+    parent_centres = parent.to_model().cluster_centres().detach().numpy() if parent is not None else None
     drift = _drift(centres, parent_centres)
     has_text = texts is not None and any(texts)
     terms = top_terms([t or "" for t in texts], labels, k, n_terms) if has_text else [[] for _ in range(k)]
@@ -147,7 +149,8 @@ def build_catalogue(model: DEC, X: np.ndarray, ids: list[str], texts: list[str |
             drift=drift[c], exemplars=[ids[i] for i in nearest[:n_exemplars]], terms=terms[c], texts=examples,
             new=parent_centres is not None and c >= old_k,
             previous_terms=earlier.get(c) if previous is not None else None))
-    return Catalogue(version=version, parent=parent, samples=int(len(X)), clusters=cards)
+    return Catalogue(version=version, parent=parent.header.version if parent is not None else None,
+                     samples=int(len(X)), clusters=cards)
 
 
 def top_terms(texts: list[str], labels: np.ndarray, k: int, n_terms: int = 8) -> list[list[str]]:

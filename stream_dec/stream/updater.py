@@ -263,10 +263,8 @@ class Updater:
             else None
         try:
             return build_catalogue(candidate.to_model(), window.X, window.ids, window.texts or None,
-                                   version=candidate.header.version,
-                                   parent=parent.header.version if parent else None,
-                                   parent_centres=parent.to_model().cluster_centres().detach().numpy() if parent
-                                   else None, previous=previous, n_texts=self.settings.catalogue_texts)
+                                   version=candidate.header.version, parent=parent, previous=previous,
+                                   n_texts=self.settings.catalogue_texts)
         except Exception:  # noqa: BLE001 - the version is published without it
             log.exception("could not build the cluster catalogue of version %d", candidate.header.version)
             return None

@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 
 from stream_dec.config import ModelConfig, TrainConfig
 from stream_dec.io.datasets import load_dataset
 from stream_dec_lab.demo import DEMO_DATA
-from stream_dec.model import fit_dec
+from stream_dec.model import DEC, ModelVersion, fit_dec
 from stream_dec.model.catalogue import Catalogue, build_catalogue, top_terms
 from stream_dec.model.metrics import cluster_accuracy
 
@@ -53,9 +54,12 @@ def test_a_child_version_shows_drift_new_ids_and_changed_terms(trained):
     model, X, _, texts = trained
     ids = [str(i) for i in range(len(X))]
     parent = build_catalogue(model, X, ids, texts, version=1)
-    centres = model.cluster_centres().detach().numpy()
-    child = build_catalogue(model, X[:600], ids[:600], texts[:600], version=2, parent=1,
-                            parent_centres=centres[:7], previous=parent)
+    smaller = DEC(model.dims, 7, alpha=model.alpha, latent_radius=model.latent_radius)  # the parent: 7 of the 8 ids
+    smaller.autoencoder.load_state_dict(model.autoencoder.state_dict())
+    with torch.no_grad():
+        smaller.centres.copy_(model.centres[:7])
+    child = build_catalogue(model, X[:600], ids[:600], texts[:600], version=2,
+                            parent=ModelVersion.from_model(smaller, version=1), previous=parent)
     assert [c.new for c in child.clusters] == [False] * 7 + [True]
     assert child.clusters[0].drift == pytest.approx(0.0, abs=1e-6) and child.clusters[7].drift is None
     assert child.clusters[0].previous_terms == parent.clusters[0].terms
