@@ -63,16 +63,19 @@ local capacity, count, bound = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(AR
 local before = tonumber(redis.call('GET', KEYS[2]) or '0')
 if before < bound then return -1 - before end
 redis.call('SET', KEYS[2], before + count)
-for i = 4, #ARGV, 3 do
-  local seen = before + tonumber(ARGV[i]) + 1
+local samples, at = ARGV[4], 1
+for index, draw, length in string.gmatch(ARGV[5], '(%S+) (%S+) (%S+)') do
+  local seen = before + tonumber(index) + 1
+  local after = at + tonumber(length)
   local slot = -1
   if seen <= capacity then
     slot = seen - 1
   else
-    local j = math.floor(tonumber(ARGV[i + 1]) * seen)
+    local j = math.floor(tonumber(draw) * seen)
     if j < capacity then slot = j end
   end
-  if slot >= 0 then redis.call('HSET', KEYS[1], slot, ARGV[i + 2]) end
+  if slot >= 0 then redis.call('HSET', KEYS[1], slot, string.sub(samples, at, after - 1)) end
+  at = after
 end
 return before + count
 """
@@ -129,12 +132,38 @@ def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None =
     >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2), ""))[0])
     32767
     """
+    return _head(identifier, arrived, text) + np.asarray(vector, "<f4").tobytes()
+
+
+def pack_many(ids: list[str], arrived: float, X: np.ndarray, rows: list[int],
+              texts: list[str | None] | None = None) -> tuple[bytes, list[int]]:
+    """The samples ``rows`` of a batch, each as :func:`pack` writes it, joined into one buffer,
+    and their lengths: what one round trip to Redis carries (one large argument instead of
+    one per sample, each of which redis-py sends by a call of its own).
+
+    >>> X = np.array([[1, 2], [3, 4]], "<f4")
+    >>> joined, lengths = pack_many(["a", "bc"], 1.5, X, [1, 0], ["a fish", None])
+    >>> joined == pack("bc", 1.5, X[1]) + pack("a", 1.5, X[0], "a fish"), lengths
+    (True, [20, 27])
+    """
+    vectors = np.ascontiguousarray(X[rows], dtype="<f4")
+    size = vectors.shape[1] * 4 if vectors.ndim == 2 else 0
+    rows_bytes = memoryview(vectors.reshape(-1).view(np.uint8))
+    parts, lengths = [], []
+    for k, i in enumerate(rows):
+        head = _head(ids[i], arrived, texts[i] if texts else None)
+        parts += (head, rows_bytes[k * size:(k + 1) * size])
+        lengths.append(len(head) + size)
+    return b"".join(parts), lengths
+
+
+def _head(identifier: str, arrived: float, text: str | None) -> bytes:
+    """A packed sample up to its vector."""
     raw = _cut(identifier, MAX_ID_BYTES)
-    vector = np.asarray(vector, "<f4").tobytes()
     if text is None:
-        return _HEADER.pack(arrived, len(raw)) + raw + vector
+        return _HEADER.pack(arrived, len(raw)) + raw
     words = _cut(text, MAX_TEXT_BYTES)
-    return _HEADER.pack(-abs(arrived), len(raw)) + raw + _TEXT_LENGTH.pack(len(words)) + words + vector
+    return _HEADER.pack(-abs(arrived), len(raw)) + raw + _TEXT_LENGTH.pack(len(words)) + words
 
 
 def _cut(text: str, limit: int) -> bytes:
@@ -223,10 +252,11 @@ class Reservoir:
         while True:
             seen = self.seen_bound + np.arange(1, len(ids) + 1)  # lower bounds of each sample's number
             candidates = np.flatnonzero((seen <= self.staging_capacity) | (draws * seen < self.staging_capacity))
-            args = [self.staging_capacity, len(ids), self.seen_bound]
-            for i in candidates.tolist():
-                args += [i, repr(float(draws[i])), pack(ids[i], arrived, X[i], texts[i] if texts else None)]
-            answer = int(self._offer(keys=[self.keys["staging"], self.keys["seen"]], args=args))
+            rows = candidates.tolist()
+            samples, lengths = pack_many(ids, arrived, X, rows, texts)
+            chances = " ".join(f"{i} {draw!r} {n}" for i, draw, n in zip(rows, draws[rows].tolist(), lengths))
+            answer = int(self._offer(keys=[self.keys["staging"], self.keys["seen"]],
+                                     args=[self.staging_capacity, len(ids), self.seen_bound, samples, chances]))
             if answer >= 0:
                 self.seen_bound = answer
                 return
