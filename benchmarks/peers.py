@@ -25,11 +25,13 @@ Run from the repository root::
 
     python benchmarks/peers.py                      # 100,000 x 768-d float32, 3 rounds
     python benchmarks/peers.py --format json --dim 384
+    python benchmarks/peers.py --stages             # where the labeler's CPU goes, per stage
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import logging
 import statistics
@@ -175,10 +177,70 @@ def labeler(config, version, n: int, marks: list) -> None:
         print(f"    reservoir: {offered:,} samples offered to Redis, {skipped:,} skipped", flush=True)
 
 
+def stages(config, version, n: int) -> None:
+    """One labeler run (the reservoir on) with a thread-CPU timer around each stage: the
+    CPU microseconds per label of the labeler's thread in each, of that thread in all, and
+    of the whole process (librdkafka's threads and the reservoir writer's too)."""
+    import stream_dec.stream.labeler as module
+
+    spent: collections.Counter = collections.Counter()
+
+    def timed(name, function):
+        def run(*args, **kwargs):
+            started = time.thread_time()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[name] += time.thread_time() - started
+        return run
+
+    originals = {name: getattr(module, name) for name in ("input_message", "decode_batch")}
+    for name, function in originals.items():
+        setattr(module, name, timed(name, function))
+    try:
+        marks: list = []
+        client = redis.Redis.from_url(config.redis.url)
+        running = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
+                                Producer(producer_settings(config)),
+                                reservoir=Reservoir(client, f"stages-{uuid.uuid4().hex[:8]}", config.reservoir.capacity))
+        running.predictor.predict = timed("model (Predictor.predict)", running.predictor.predict)
+        for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
+            setattr(running, name, timed(name, getattr(running, name)))
+        thread_cpu = []
+        thread = threading.Thread(target=lambda: (thread_cpu.append(time.thread_time()), running.run(),
+                                                  thread_cpu.append(time.thread_time())))
+        marks.append(mark())
+        thread.start()
+        while running.metrics.labels._value.get() < n:
+            time.sleep(0.001)
+        running.stop.set()
+        thread.join()
+        marks.append(mark())
+    finally:
+        for name, function in originals.items():
+            setattr(module, name, function)
+    spent["labeler thread, all"] = thread_cpu[1] - thread_cpu[0]
+    spent["process, all threads"] = marks[1][1] - marks[0][1]
+    print(f"sample_rate {config.reservoir.sample_rate:g}:\n| stage | CPU us per label |\n|---|---|")
+    for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
+        print(f"| {name} | {seconds / n * 1e6:.1f} |")
+
+
 def unsampled(config, version, n: int, marks: list) -> None:
     """The labeler with ``sample_rate = 0``: what the reservoir costs."""
     labeler(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=0.0)),
             version, n, marks)
+
+
+def fresh(backlog, name: str):
+    """``backlog``'s config with its own consumer group, labels and dead-letter topics (created):
+    a run that reads the backlog from its start."""
+    suffix = uuid.uuid4().hex[:8]
+    config = dataclasses.replace(
+        backlog, topics=dataclasses.replace(backlog.topics, labels=f"lab-{suffix}", dead_letters=f"dlq-{suffix}"),
+        labeler=dataclasses.replace(backlog.labeler, group_id=f"{name}-{suffix}"))
+    ensure_topics(config)
+    return config
 
 
 def mark() -> tuple[float, float]:
@@ -237,6 +299,9 @@ def main() -> None:
     parser.add_argument("--format", choices=list(FORMATS), default="float32")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--port", type=int, default=19393)
+    parser.add_argument("--stages", action="store_true",
+                        help="instead of the peers: two labeler runs (the reservoir on, then sample_rate 0) "
+                             "with CPU timers around its stages")
     parser.add_argument("--peers", default="labeler,labeler-unsampled,batch-loop,quix,naive",
                         help="comma-separated peers to run (default: all; 'labeler' always runs: the ratios need it)")
     args = parser.parse_args()
@@ -261,6 +326,12 @@ def main() -> None:
         expected = expected_clusters(bootstrap, backlog.topics.embeddings, content_type, version, args.messages)
         print(f"{args.messages:,} x {args.dim}-d {args.format} in 3 partitions; labeler settings: "
               f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}")
+        if args.stages:
+            for rate in (backlog.reservoir.sample_rate, 0.0):
+                config = fresh(backlog, "stages")
+                stages(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=rate)),
+                       version, args.messages)
+            return
         peers = {"labeler": (labeler, args.messages), "labeler-unsampled": (unsampled, args.messages),
                  "batch-loop": (batch_loop, args.messages), "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = {"labeler", *args.peers.split(",")}
@@ -268,12 +339,7 @@ def main() -> None:
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}
         for round_ in range(1, args.rounds + 1):
             for name, (run, n) in peers.items():
-                suffix = uuid.uuid4().hex[:8]
-                config = dataclasses.replace(
-                    backlog, topics=dataclasses.replace(backlog.topics, labels=f"lab-{suffix}",
-                                                        dead_letters=f"dlq-{suffix}"),
-                    labeler=dataclasses.replace(backlog.labeler, group_id=f"{name}-{suffix}"))
-                ensure_topics(config)
+                config = fresh(backlog, name)
                 marks: list[tuple[float, float]] = []
                 run(config, version, n, marks)
                 (wall0, cpu0), (wall1, cpu1) = marks[0], marks[-1]
