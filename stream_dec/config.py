@@ -114,7 +114,9 @@ class TrainConfig:
     precision
         ``"float32"``, or ``"bfloat16"``: the network's matrix products in bfloat16 during
         pretraining and self-training (losses, targets and weights stay float32), faster
-        on CPUs with AVX-512 BF16 and on GPUs.
+        on CPUs with AVX-512 BF16 or AMX and on GPUs, and several times slower on CPUs
+        without them, which emulate it; ``"auto"``: bfloat16 where the device has it,
+        else float32.
     seed
         Seed for every random choice (weights, batches, noise, KMeans).
     device
@@ -132,7 +134,7 @@ class TrainConfig:
     max_epochs: int = 30
     reconstruction_weight: float = 0.1
     optimiser: Literal["adam", "sgd"] = "adam"
-    precision: Literal["float32", "bfloat16"] = "float32"
+    precision: Literal["auto", "float32", "bfloat16"] = "float32"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -53,7 +53,7 @@ class DECClusterer:
                  batch_size: int = 256, noise: float = 0.1, n_init: int = 10, lr: float = 1e-4,
                  update_interval: int = 100, tol: float = 0.001, max_epochs: int = 30,
                  reconstruction_weight: float = 0.1, optimiser: Literal["adam", "sgd"] = "adam",
-                 precision: Literal["float32", "bfloat16"] = "float32", random_state: int = 0,
+                 precision: Literal["auto", "float32", "bfloat16"] = "float32", random_state: int = 0,
                  device: Literal["auto", "cpu", "cuda"] = "auto") -> None:
         self.n_clusters = n_clusters
         self.model_params = {"hidden_dims": tuple(hidden_dims), "latent_dim": latent_dim, "alpha": alpha,

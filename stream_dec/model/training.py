@@ -90,6 +90,24 @@ def new_model(dims: tuple[int, ...], n_clusters: int, *, alpha: float, latent_ra
         return DEC(dims, n_clusters, alpha=alpha, latent_radius=latent_radius)
 
 
+def resolve_precision(precision: str, device: torch.device) -> Literal["float32", "bfloat16"]:
+    """``"auto"`` -> ``"bfloat16"`` where ``device`` multiplies in bfloat16 natively (a CUDA GPU
+    that supports it; a CPU with AVX-512 BF16 or AMX), else ``"float32"``: elsewhere bfloat16
+    products are emulated and training runs several times slower. Other values are kept.
+
+    >>> resolve_precision("float32", torch.device("cpu"))
+    'float32'
+    """
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = any(getattr(torch.cpu, check, lambda: False)()
+                     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return "bfloat16" if native else "float32"
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """The mixed-precision context for ``precision``: bfloat16 matrix products, or nothing.
 
@@ -264,6 +282,9 @@ def fit_dec(
     ``keep_pretrained`` puts a copy of the model after pretraining in the report.
     """
     device = resolve_device(train_config.device)
+    precision = resolve_precision(train_config.precision, device)
+    if train_config.precision == "auto":
+        log.info("precision auto: %s on %s", precision, device)
     generator = torch.Generator().manual_seed(train_config.seed)
     data = torch.as_tensor(X, dtype=torch.float32, device=device)
     seconds = {}
@@ -277,7 +298,7 @@ def fit_dec(
         pretrain_loss = pretrain_autoencoder(
             model, data, epochs=train_config.pretrain_epochs, lr=train_config.pretrain_lr,
             batch_size=train_config.batch_size, noise=train_config.noise, generator=generator,
-            precision=train_config.precision,
+            precision=precision,
         )
         kept = copy.deepcopy(model).cpu().eval() if keep_pretrained else None
     else:
@@ -299,7 +320,7 @@ def fit_dec(
         update_interval=train_config.update_interval, tol=train_config.tol,
         max_epochs=train_config.max_epochs, generator=generator,
         reconstruction_weight=train_config.reconstruction_weight,
-        optimiser=train_config.optimiser, precision=train_config.precision,
+        optimiser=train_config.optimiser, precision=precision,
     )
     seconds["self_train"] = time.perf_counter() - started
     log.info("trained DEC %s K=%d in %.1fs", "-".join(map(str, model.dims)), n_clusters, sum(seconds.values()))

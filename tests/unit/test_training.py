@@ -5,7 +5,7 @@ import torch
 
 from stream_dec.config import ModelConfig, TrainConfig
 from stream_dec.model.metrics import cluster_accuracy
-from stream_dec.model.training import fit_dec
+from stream_dec.model.training import fit_dec, resolve_precision
 
 FAST = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
 SMALL = ModelConfig(hidden_dims=(64,), latent_dim=10)
@@ -117,3 +117,17 @@ def test_starting_from_a_pretrained_model_leaves_torchs_global_random_state_alon
     before = torch.random.get_rng_state()
     fit_dec(X, SMALL, dataclasses.replace(FAST, max_epochs=1), n_clusters=4, pretrained=first.pretrained)
     assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_in_it(wordnet_small, monkeypatch):
+    X, _ = wordnet_small
+    short = dataclasses.replace(FAST, pretrain_epochs=3, max_epochs=1)
+    trained = {p: fit_dec(X, SMALL, dataclasses.replace(short, precision=p), n_clusters=6)[0].centres
+               for p in ("float32", "bfloat16")}
+    assert not torch.equal(trained["float32"], trained["bfloat16"])  # so the comparisons below can tell them apart
+    for native, expected in ((False, "float32"), (True, "bfloat16")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert resolve_precision("auto", torch.device("cpu")) == expected
+        model, _ = fit_dec(X, SMALL, dataclasses.replace(short, precision="auto"), n_clusters=6)
+        assert torch.equal(model.centres, trained[expected])
