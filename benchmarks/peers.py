@@ -39,6 +39,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
 import numpy as np
 import orjson
@@ -152,12 +153,15 @@ def quix(config, version, n: int, marks: list) -> None:
     marks.append(mark())
 
 
-def labeler(config, version, n: int, marks: list) -> None:
-    """stream-dec's labeler, default settings, the reservoir on."""
+def labeler(config, version, n: int, marks: list, instrument: Callable | None = None) -> None:
+    """stream-dec's labeler, default settings, the reservoir on; ``instrument(labeler)`` runs
+    before it starts."""
     client = redis.Redis.from_url(config.redis.url)
     reservoir = Reservoir(client, f"peers-{uuid.uuid4().hex[:8]}", config.reservoir.capacity)
     running = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
                       Producer(producer_settings(config)), reservoir=reservoir)
+    if instrument is not None:
+        instrument(running)
     original = running.process
 
     def timed(messages):
@@ -178,9 +182,9 @@ def labeler(config, version, n: int, marks: list) -> None:
 
 
 def stages(config, version, n: int) -> None:
-    """One labeler run (the reservoir on) with a thread-CPU timer around each stage: the
-    CPU microseconds per label of the labeler's thread in each, of that thread in all, and
-    of the whole process (librdkafka's threads and the reservoir writer's too)."""
+    """One :func:`labeler` run with a thread-CPU timer around each stage: the CPU
+    microseconds per label of the labeler's thread in each, of that thread in all, and of
+    the whole process (librdkafka's threads and the reservoir writer's too)."""
     import stream_dec.stream.labeler as module
 
     spent: collections.Counter = collections.Counter()
@@ -194,33 +198,22 @@ def stages(config, version, n: int) -> None:
                 spent[name] += time.thread_time() - started
         return run
 
+    def instrument(running) -> None:
+        running.predictor.predict = timed("model (Predictor.predict)", running.predictor.predict)
+        running.run = timed("labeler thread, all", running.run)
+        for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
+            setattr(running, name, timed(name, getattr(running, name)))
+
     originals = {name: getattr(module, name) for name in ("input_message", "decode_batch")}
     for name, function in originals.items():
         setattr(module, name, timed(name, function))
+    marks: list = []
     try:
-        marks: list = []
-        client = redis.Redis.from_url(config.redis.url)
-        running = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
-                                Producer(producer_settings(config)),
-                                reservoir=Reservoir(client, f"stages-{uuid.uuid4().hex[:8]}", config.reservoir.capacity))
-        running.predictor.predict = timed("model (Predictor.predict)", running.predictor.predict)
-        for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
-            setattr(running, name, timed(name, getattr(running, name)))
-        thread_cpu = []
-        thread = threading.Thread(target=lambda: (thread_cpu.append(time.thread_time()), running.run(),
-                                                  thread_cpu.append(time.thread_time())))
-        marks.append(mark())
-        thread.start()
-        while running.metrics.labels._value.get() < n:
-            time.sleep(0.001)
-        running.stop.set()
-        thread.join()
-        marks.append(mark())
+        labeler(config, version, n, marks, instrument)
     finally:
         for name, function in originals.items():
             setattr(module, name, function)
-    spent["labeler thread, all"] = thread_cpu[1] - thread_cpu[0]
-    spent["process, all threads"] = marks[1][1] - marks[0][1]
+    spent["process, all threads"] = marks[-1][1] - marks[0][1]
     print(f"sample_rate {config.reservoir.sample_rate:g}:\n| stage | CPU us per label |\n|---|---|")
     for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
         print(f"| {name} | {seconds / n * 1e6:.1f} |")
