@@ -4,8 +4,7 @@ For each seed: pretrain the autoencoder once (or load it from ``--pretrained-dir
 then self-train each variant from that same autoencoder (``dec``: the config as given;
 ``idec``: the reconstruction loss kept with ``--idec-weight``, and the IDEC paper's
 optimiser, Adam at 0.001, unless ``--idec-optimiser``/``--idec-lr`` say otherwise), and
-run KMeans (same K,
-same data, 10 restarts). Prints ACC/NMI/ARI and seconds per row, then means and the
+run KMeans (same K, same data, 10 restarts). Prints ACC/NMI/ARI and seconds per row, then means and the
 differences to KMeans. Also times default-config training of 10,000 x 384 (target:
 under 60 s on a 2-core CPU).
 
