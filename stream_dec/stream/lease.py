@@ -64,16 +64,18 @@ class Lease:
 
     @contextlib.contextmanager
     def kept(self) -> Iterator[threading.Event]:
-        """Renew the lease every third of its lifetime while the block runs (a long update).
+        """Renew the lease on entry, then every third of its lifetime while the block runs (a long update).
 
-        Yields an event that is set once a renewal finds the lease gone. A Redis error
-        during renewal is logged, counted (``on_renewal_error``) and retried at the next
-        tick; the holder checks :meth:`renew` again before acting on the lease anyway.
+        The renewal on entry gives the block a whole lifetime whatever the holder did since
+        it last acquired (a slow catch-up on the versions topic, say). Yields an event that
+        is set once a renewal finds the lease gone. A Redis error during renewal is logged,
+        counted (``on_renewal_error``) and retried at the next tick; the holder checks
+        :meth:`renew` again before acting on the lease anyway.
         """
         lost, done = threading.Event(), threading.Event()
 
         def renew_until_done() -> None:
-            while not done.wait(self.ttl_ms / 3000):
+            while True:
                 try:
                     if not self.renew():
                         lost.set()
@@ -82,6 +84,8 @@ class Lease:
                     self.on_renewal_error()
                     log.warning("lease renewal failed (%s); retrying in %.1fs, the lease lapses after %.1fs without "
                                 "renewal", exc, self.ttl_ms / 3000, self.ttl_ms / 1000)
+                if done.wait(self.ttl_ms / 3000):
+                    return
 
         thread = threading.Thread(target=renew_until_done, name="lease-renewal", daemon=True)
         thread.start()

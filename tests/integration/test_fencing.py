@@ -71,7 +71,7 @@ def test_a_leader_paused_past_its_lease_cannot_fork_the_history(loop_service, re
     config = dataclasses.replace(
         loop_service,
         labeler=dataclasses.replace(loop_service.labeler, input_dim=384, model_dir=""),
-        updater=dataclasses.replace(loop_service.updater, lease_ttl_ms=1000, transactional=transactional,
+        updater=dataclasses.replace(loop_service.updater, lease_ttl_ms=2000, transactional=transactional,
                                     interval_s=1e6),
         update=dataclasses.replace(loop_service.update, min_agreement=0.0, max_drift=10.0))  # every update passes
     seen: list[tuple[int, int, str]] = []  # every version a reader adopted, in order

@@ -37,6 +37,20 @@ def test_kept_renews_through_a_block_longer_than_the_lifetime(key, redis_client)
     assert not lost.is_set() and lease.renew()
 
 
+def test_kept_renews_on_entry_whatever_lifetime_is_left(key, redis_client):
+    """A holder that spent most of the lifetime since acquiring (a slow catch-up) still starts its
+    block with a whole lifetime, not with what is left until the first periodic renewal."""
+    lease = Lease(redis_client, key, 1000)
+    assert lease.acquire()
+    time.sleep(0.6)  # 0.4 s left; the first periodic renewal would come 0.33 s into the block
+    with lease.kept() as lost:
+        deadline = time.monotonic() + 0.2
+        while redis_client.pttl(key) <= 900 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert redis_client.pttl(key) > 800
+    assert not lost.is_set()
+
+
 def test_kept_reports_a_lease_taken_by_another_holder(key, redis_client):
     lease, rival = Lease(redis_client, key, 300), Lease(redis_client, key, 300)
     assert lease.acquire()
