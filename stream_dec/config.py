@@ -85,10 +85,16 @@ class TrainConfig:
 
     Parameters
     ----------
+    layerwise_epochs
+        Epochs of greedy layer-wise pretraining for each layer (the paper's stacked
+        denoising autoencoders, section 3.2), before the end-to-end pretraining; 0 skips it.
+    layerwise_noise
+        Dropout of the inputs and of the hidden code while a layer is pretrained on its
+        own (the paper's 0.2).
     pretrain_epochs
-        Epochs of denoising-autoencoder pretraining.
+        Epochs of end-to-end denoising-autoencoder pretraining.
     pretrain_lr
-        Adam learning rate for pretraining.
+        Adam learning rate for pretraining (layer-wise and end to end).
     batch_size
         Mini-batch size for both stages (samples).
     noise
@@ -123,6 +129,8 @@ class TrainConfig:
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
     """
 
+    layerwise_epochs: int = 0
+    layerwise_noise: float = 0.2
     pretrain_epochs: int = 50
     pretrain_lr: float = 1e-3
     batch_size: int = 256
@@ -139,6 +147,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
     def __post_init__(self) -> None:
+        require(self.layerwise_epochs >= 0, "layerwise_epochs", ">= 0", self.layerwise_epochs)
+        require(0 <= self.layerwise_noise < 1, "layerwise_noise", "in [0, 1)", self.layerwise_noise)
         require(self.pretrain_epochs >= 0, "pretrain_epochs", ">= 0", self.pretrain_epochs)
         require(self.pretrain_lr > 0, "pretrain_lr", "> 0", self.pretrain_lr)
         require(self.batch_size >= 1, "batch_size", ">= 1", self.batch_size)

@@ -45,6 +45,13 @@ def wordnet_slice(classes: int, per_class: int, seed: int = 0) -> tuple[np.ndarr
 
 
 @pytest.fixture(scope="session")
+def mnist_small() -> tuple[np.ndarray, np.ndarray]:
+    """The first 1,000 MNIST images as rows of pixels / 255 (784-d float32), with their digits."""
+    with np.load(DATA / "mnist.npz") as archive:
+        return (archive["X"][:1000] / 255).astype(np.float32), archive["y"][:1000].astype(np.int64)
+
+
+@pytest.fixture(scope="session")
 def wordnet_small() -> tuple[np.ndarray, np.ndarray]:
     """600 real embeddings (384-d), 6 classes of 100."""
     return wordnet_slice(classes=6, per_class=100)

@@ -2,7 +2,9 @@
 
 The three stages of the paper (Xie et al. 2016, section 3), each a function:
 
-1. :func:`pretrain_autoencoder`: denoising autoencoder on the reconstruction loss;
+1. :func:`pretrain_layerwise` (optional): the paper's greedy stacking, one denoising
+   autoencoder per layer; then :func:`pretrain_autoencoder`: the whole autoencoder on the
+   reconstruction loss, end to end;
 2. :func:`initial_centres`: KMeans (``n_init`` restarts) on the latent codes;
 3. :func:`self_train`: minimise KL(P || Q) with the target P recomputed over the *whole*
    window every ``update_interval`` iterations (as in the paper, not per mini-batch),
@@ -135,16 +137,63 @@ def pretrain_autoencoder(
     Returns the mean reconstruction loss (MSE) of the last epoch (``nan`` for 0 epochs).
     """
     autoencoder = model.autoencoder  # trained through model.encode: the decoder sees the latent geometry
-    optimiser = torch.optim.Adam(autoencoder.parameters(), lr=lr)
-    epoch_loss = float("nan")
     autoencoder.train()
+    return _train_to_rebuild(autoencoder.parameters(), X,
+                             lambda batch: autoencoder.decoder(model.encode(_corrupt(batch, noise, generator))),
+                             epochs=epochs, lr=lr, batch_size=batch_size, generator=generator, precision=precision,
+                             name="pretrain")
+
+
+def pretrain_layerwise(model: DEC, X: torch.Tensor, *, epochs: int, lr: float, batch_size: int, noise: float,
+                       generator: torch.Generator, precision: Literal["float32", "bfloat16"] = "float32") -> list[float]:
+    """Greedy layer-wise pretraining (Xie et al. 2016, section 3.2): each encoder layer and
+    its mirror in the decoder are trained together as a one-hidden-layer denoising
+    autoencoder that rebuilds the codes of the layers below (the data, for the first), with
+    ``noise`` of its inputs and of its hidden code dropped; then its codes feed the next.
+
+    The activations are the full network's: ReLU everywhere except after the last encoder
+    layer (the latent code keeps its sign) and the first layer's decoder (it rebuilds the
+    data). Returns each layer's mean reconstruction loss (MSE) in its last epoch.
+
+    >>> model = new_model((6, 4, 2), 2, alpha=1.0, latent_radius=0.0, seed=0)
+    >>> losses = pretrain_layerwise(model, torch.rand(32, 6), epochs=2, lr=1e-3, batch_size=8,
+    ...                             noise=0.2, generator=torch.Generator().manual_seed(0))
+    >>> len(losses)
+    2
+    """
+    encoders = [layer for layer in model.autoencoder.encoder if isinstance(layer, torch.nn.Linear)]
+    decoders = [layer for layer in model.autoencoder.decoder if isinstance(layer, torch.nn.Linear)][::-1]
+    depth, codes, losses = len(encoders), X, []
+    model.train()
+    for k, (encoder, decoder) in enumerate(zip(encoders, decoders)):
+        inner = F.relu if k < depth - 1 else torch.nn.Identity()
+        outer = F.relu if k > 0 else torch.nn.Identity()
+
+        def rebuild(batch: torch.Tensor) -> torch.Tensor:
+            return outer(decoder(_corrupt(inner(encoder(_corrupt(batch, noise, generator))), noise, generator)))
+
+        epoch_loss = _train_to_rebuild([*encoder.parameters(), *decoder.parameters()], codes, rebuild,
+                                       epochs=epochs, lr=lr, batch_size=batch_size, generator=generator,
+                                       precision=precision, name=f"pretrain layer {k + 1}/{depth}")
+        losses.append(epoch_loss)
+        with torch.no_grad():
+            codes = torch.cat([inner(encoder(codes[i : i + 8192])) for i in range(0, len(codes), 8192)])
+    return losses
+
+
+def _train_to_rebuild(parameters, X: torch.Tensor, rebuild: Callable[[torch.Tensor], torch.Tensor], *,
+                      epochs: int, lr: float, batch_size: int, generator: torch.Generator,
+                      precision: Literal["float32", "bfloat16"], name: str) -> float:
+    """Adam on ``parameters`` against the mean squared error of ``rebuild(batch)`` to each
+    shuffled batch of ``X``, for ``epochs`` passes; the last pass's mean loss (``nan`` for 0)."""
+    optimiser = torch.optim.Adam(parameters, lr=lr)
+    epoch_loss = float("nan")
     for epoch in range(epochs):
         total = 0.0
         for index in _batches(len(X), batch_size, generator, X.device):
             batch = X[index]
-            corrupted = batch * _keep_mask(batch, noise, generator) if noise > 0 else batch
             with autocast(X.device, precision):
-                rebuilt = autoencoder.decoder(model.encode(corrupted))
+                rebuilt = rebuild(batch)
             loss = F.mse_loss(rebuilt.float(), batch)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -152,7 +201,7 @@ def pretrain_autoencoder(
             total += loss.item() * len(index)
         epoch_loss = total / len(X)
         if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
-            log.info("pretrain epoch %d/%d reconstruction %.6f", epoch + 1, epochs, epoch_loss)
+            log.info("%s epoch %d/%d reconstruction %.6f", name, epoch + 1, epochs, epoch_loss)
     return epoch_loss
 
 
@@ -295,6 +344,10 @@ def fit_dec(
         log.info("latent geometry: %s", f"cosine, radius {radius:g}" if radius else "euclidean")
         model = new_model(dims, n_clusters, alpha=model_config.alpha, latent_radius=radius,
                           seed=train_config.seed).to(device)
+        if train_config.layerwise_epochs:
+            pretrain_layerwise(model, data, epochs=train_config.layerwise_epochs, lr=train_config.pretrain_lr,
+                               batch_size=train_config.batch_size, noise=train_config.layerwise_noise,
+                               generator=generator, precision=precision)
         pretrain_loss = pretrain_autoencoder(
             model, data, epochs=train_config.pretrain_epochs, lr=train_config.pretrain_lr,
             batch_size=train_config.batch_size, noise=train_config.noise, generator=generator,
@@ -344,6 +397,11 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
     """Shuffled index batches covering ``range(n)`` once."""
     order = torch.randperm(n, generator=generator).to(device)
     return order.split(batch_size)
+
+
+def _corrupt(batch: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:
+    """``batch`` with a ``noise`` fraction of its values dropped (the rest rescaled); as is for 0."""
+    return batch * _keep_mask(batch, noise, generator) if noise > 0 else batch
 
 
 def _keep_mask(batch: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:

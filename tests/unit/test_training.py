@@ -5,7 +5,7 @@ import torch
 
 from stream_dec.config import ModelConfig, TrainConfig
 from stream_dec.model.metrics import cluster_accuracy
-from stream_dec.model.training import fit_dec, resolve_precision
+from stream_dec.model.training import fit_dec, new_model, pretrain_layerwise, resolve_precision
 
 FAST = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
 SMALL = ModelConfig(hidden_dims=(64,), latent_dim=10)
@@ -131,3 +131,32 @@ def test_auto_precision_is_bfloat16_only_where_the_cpu_multiplies_in_it(wordnet_
         assert resolve_precision("auto", torch.device("cpu")) == expected
         model, _ = fit_dec(X, SMALL, dataclasses.replace(short, precision="auto"), n_clusters=6)
         assert torch.equal(model.centres, trained[expected])
+
+
+def test_layerwise_stacking_alone_rebuilds_real_images(mnist_small):
+    """The paper's greedy stacking: each layer pair trained on the codes below it. With no
+    end-to-end epochs the stacked autoencoder already rebuilds images better than their mean
+    image does, which a fresh one does not."""
+    X = torch.as_tensor(mnist_small[0])
+    baseline = float(((X - X.mean(0)) ** 2).mean())
+
+    def reconstruction(model) -> float:
+        with torch.no_grad():
+            return float(torch.nn.functional.mse_loss(model.autoencoder(X), X))
+
+    model = new_model((784, 128, 64, 10), 10, alpha=1.0, latent_radius=0.0, seed=0)
+    assert reconstruction(model) > baseline
+    losses = pretrain_layerwise(model, X, epochs=30, lr=1e-3, batch_size=64, noise=0.2,
+                                generator=torch.Generator().manual_seed(0))
+    assert len(losses) == 3 and all(np.isfinite(losses))
+    assert reconstruction(model) < 0.8 * baseline  # measured 0.043 against 0.066
+
+
+def test_fit_dec_runs_layerwise_pretraining_when_asked(wordnet_small):
+    X, _ = wordnet_small
+    stacked = dataclasses.replace(FAST, layerwise_epochs=3)
+    first, _ = fit_dec(X, SMALL, stacked, n_clusters=6)
+    again, _ = fit_dec(X, SMALL, stacked, n_clusters=6)
+    without, _ = fit_dec(X, SMALL, FAST, n_clusters=6)
+    assert torch.equal(first.centres, again.centres)
+    assert not torch.equal(first.autoencoder.encoder[0].weight, without.autoencoder.encoder[0].weight)
