@@ -176,8 +176,9 @@ def pretrain_layerwise(model: DEC, X: torch.Tensor, *, epochs: int, lr: float, b
                                        epochs=epochs, lr=lr, batch_size=batch_size, generator=generator,
                                        precision=precision, name=f"pretrain layer {k + 1}/{depth}")
         losses.append(epoch_loss)
-        with torch.no_grad():
-            codes = torch.cat([inner(encoder(codes[i : i + 8192])) for i in range(0, len(codes), 8192)])
+        if k < depth - 1:  # the next layer's inputs
+            with torch.no_grad():
+                codes = torch.cat([inner(encoder(codes[i : i + 8192])) for i in range(0, len(codes), 8192)])
     return losses
 
 
@@ -400,11 +401,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
 
 
 def _corrupt(batch: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:
-    """``batch`` with a ``noise`` fraction of its values dropped (the rest rescaled); as is for 0."""
-    return batch * _keep_mask(batch, noise, generator) if noise > 0 else batch
-
-
-def _keep_mask(batch: torch.Tensor, noise: float, generator: torch.Generator) -> torch.Tensor:
-    """Dropout-style corruption mask: zero a ``noise`` fraction, rescale the rest."""
+    """``batch`` with a ``noise`` fraction of its values dropped and the rest rescaled (dropout); as is for 0."""
+    if noise <= 0:
+        return batch
     keep = torch.rand(batch.shape, generator=generator) >= noise
-    return keep.to(batch.device, batch.dtype) / (1.0 - noise)
+    return batch * (keep.to(batch.device, batch.dtype) / (1.0 - noise))
