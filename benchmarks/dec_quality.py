@@ -4,11 +4,11 @@ For each seed: pretrain the autoencoder once (or load it from ``--pretrained-dir
 then self-train each variant from that same autoencoder (``dec``: the config as given;
 ``idec``: the reconstruction loss kept with ``--idec-weight``, and the IDEC paper's
 optimiser, Adam at 0.001, unless ``--idec-optimiser``/``--idec-lr`` say otherwise), and
-run KMeans (same K, same data, 10 restarts). ``AE+KMeans`` is the starting point both variants
+run KMeans (same K, same data, 10 restarts). ``AE+KMeans`` is the start both variants
 share: KMeans in the pretrained latent space (the config's restarts), before any
-self-training, as the DEC and IDEC papers report it. Prints ACC/NMI/ARI and seconds per row, then means and the
-differences to KMeans. Also times default-config training of 10,000 x 384 (target:
-under 60 s on a 2-core CPU).
+self-training, as the DEC and IDEC papers report it. Prints ACC/NMI/ARI and seconds per
+row, then means and the differences to KMeans. Also times default-config training of
+10,000 x 384 (target: under 60 s on a 2-core CPU).
 
 Run from the repository root::
 
