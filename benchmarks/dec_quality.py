@@ -44,12 +44,11 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def load(name: str, limit: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     if name == "digits":
         digits = load_digits()
-        X, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
+        X, y = digits.data.astype(np.float32), digits.target.astype(np.int64)
     else:
         with np.load(DATA / f"{'wordnet_nouns' if name == 'wordnet' else 'mnist'}.npz") as archive:
             X, y = archive["X"].astype(np.float32), archive["y"].astype(np.int64)
-    if name == "mnist":
-        X /= 255.0
+    X /= {"mnist": 255.0, "digits": 16.0}.get(name, 1.0)  # pixels to [0, 1]
     if limit and limit < len(X):
         rows = np.random.default_rng(seed).choice(len(X), limit, replace=False)
         X, y = X[rows], y[rows]
