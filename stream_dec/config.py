@@ -539,7 +539,9 @@ class ReservoirConfig:
     capacity
         Window size N (samples).
     staging_capacity
-        Most new samples held between cycles (uniform reservoir sample); 0 means N.
+        Most new samples held between cycles (uniform reservoir sample); 0 means N. Once
+        a version exists, staging holds no more than the next cycle takes (N x
+        ``replace_fraction`` of a full window).
     replace_fraction
         Fraction of the window replaced by new samples at each update cycle.
     sample_rate

@@ -7,7 +7,8 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
 - ``seen``: how many samples were offered to staging since the last cycle;
 - ``kept``: how many leading window slots were retained by the last cycle;
 - ``dropped``: hash, slot number -> packed sample; the old window's samples the last
-  cycle dropped, which no update trains on: the updater's held-out check.
+  cycle dropped, which no update trains on: the updater's held-out check;
+- ``room``: staging's capacity until the next cycle, if the last cycle set one.
 
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
 UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`). A sample with a text
@@ -21,12 +22,17 @@ counted (:attr:`WindowSamples.removed`), never fatal to the updater.
 
 Staging is a uniform reservoir sample (Vitter's Algorithm R, one Lua script per batch):
 whatever the stream rate, it holds at most ``staging_capacity`` samples, each offered
-sample having the same chance to be there. Sample number ``s`` since the last cycle is
+sample having the same chance to be there. A cycle told the next one's
+``replace_fraction`` sets ``room`` to what that cycle will take (``capacity - kept``: half
+a full window at 0.5), and staging holds no more until then: a uniform sample of that
+size is what the cycle's random choice among a larger staging area gave, for fewer
+samples sent and held. Sample number ``s`` since the last cycle is
 kept with probability ``capacity / s``; a labeler knows a lower bound on ``s`` (the count
 its last batch saw, plus the sample's place in its batch), so it sends only the samples
 whose draw could still win: in steady state a batch of thousands costs one round trip
 carrying a handful of vectors. The script checks the bound (a cycle resets the count)
-and asks for the whole batch again when it no longer holds, so the sample stays exact.
+and the room the labeler assumed (a cycle may grow it), and asks for the whole batch
+again when either no longer holds, so the sample stays exact.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
 were retained) followed by staged samples (a random choice of them when more are staged
@@ -59,12 +65,13 @@ _HEADER = struct.Struct("<dH")
 _TEXT_LENGTH = struct.Struct("<H")
 
 _OFFER = """
-local capacity, count, bound = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local count, bound, assumed = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local capacity = math.min(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[3]) or ARGV[1]))
 local before = tonumber(redis.call('GET', KEYS[2]) or '0')
-if before < bound then return -1 - before end
+if before < bound or capacity > assumed then return {-1 - before, capacity} end
 redis.call('SET', KEYS[2], before + count)
-local samples, at = ARGV[4], 1
-for index, draw, length in string.gmatch(ARGV[5], '(%S+) (%S+) (%S+)') do
+local samples, at = ARGV[5], 1
+for index, draw, length in string.gmatch(ARGV[6], '(%S+) (%S+) (%S+)') do
   local seen = before + tonumber(index) + 1
   local after = at + tonumber(length)
   local slot = -1
@@ -77,12 +84,12 @@ for index, draw, length in string.gmatch(ARGV[5], '(%S+) (%S+) (%S+)') do
   if slot >= 0 then redis.call('HSET', KEYS[1], slot, string.sub(samples, at, after - 1)) end
   at = after
 end
-return before + count
+return {before + count, capacity}
 """
 
 _CYCLE = """
 local window, staging, seen, kept_key, dropped_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local capacity, seed = tonumber(ARGV[1]), tonumber(ARGV[3])
+local capacity, seed, next_fraction = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
 if ARGV[2] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[2] then return {-1, 0} end
 local function by_slot(flat)  -- (slot, value) in slot order, not the hash's (per-process) order
   local entries = {}
@@ -91,7 +98,7 @@ local function by_slot(flat)  -- (slot, value) in slot order, not the hash's (pe
   return entries
 end
 local records, keep, dropped = {}, {}, {}
-for i = 4, #ARGV do keep[ARGV[i]] = true end
+for i = 5, #ARGV do keep[ARGV[i]] = true end
 for _, e in ipairs(by_slot(redis.call('HGETALL', window))) do
   if keep[e[2]] then table.insert(records, e[3]) else table.insert(dropped, e[3]) end
 end
@@ -113,6 +120,15 @@ redis.call('DEL', dropped_key)
 for i, v in ipairs(dropped) do redis.call('HSET', dropped_key, i - 1, v) end
 redis.call('SET', seen, 0)
 redis.call('SET', kept_key, kept)
+if next_fraction < 0 then  -- staging's room until the next cycle: what that cycle will take
+  redis.call('DEL', KEYS[7])
+else  -- capacity - kept at the next cycle, rounding as Python's round() does (half to even)
+  local size = #records
+  local replaced = math.floor(next_fraction * size)
+  local rest = next_fraction * size - replaced
+  if rest > 0.5 or (rest == 0.5 and replaced % 2 == 1) then replaced = replaced + 1 end
+  redis.call('SET', KEYS[7], capacity - size + replaced)
+end
 return {kept, #records}
 """
 
@@ -238,11 +254,14 @@ class Reservoir:
         self.capacity = capacity
         self.staging_capacity = staging_capacity or capacity
         prefix = f"stream-dec:{name}:"
-        self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept", "dropped")}
+        self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept", "dropped", "room")}
         self._offer = client.register_script(_OFFER)
         self._cycle = client.register_script(_CYCLE)
         self.seen_bound = 0
         """Samples offered since the last cycle, as of this client's last offer: a lower bound until a cycle."""
+        self.room = self.staging_capacity
+        """Staging's capacity until the next cycle, as of this client's last offer (the script asks
+        again when it grew)."""
 
     def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator,
               texts: list[str | None] | None = None) -> None:
@@ -251,31 +270,39 @@ class Reservoir:
         draws = rng.random(len(ids))
         while True:
             seen = self.seen_bound + np.arange(1, len(ids) + 1)  # lower bounds of each sample's number
-            candidates = np.flatnonzero((seen <= self.staging_capacity) | (draws * seen < self.staging_capacity))
+            candidates = np.flatnonzero((seen <= self.room) | (draws * seen < self.room))
             rows = candidates.tolist()
             samples, lengths = pack_many(ids, arrived, X, rows, texts)
             chances = " ".join(f"{i} {draw!r} {n}" for i, draw, n in zip(rows, draws[rows].tolist(), lengths))
-            answer = int(self._offer(keys=[self.keys["staging"], self.keys["seen"]],
-                                     args=[self.staging_capacity, len(ids), self.seen_bound, samples, chances]))
+            answer, room = self._offer(keys=[self.keys["staging"], self.keys["seen"], self.keys["room"]],
+                                       args=[self.staging_capacity, len(ids), self.seen_bound, self.room, samples,
+                                             chances])
+            answer, self.room = int(answer), int(room)
             if answer >= 0:
                 self.seen_bound = answer
                 return
-            self.seen_bound = -1 - answer  # a cycle reset the count: offer the whole batch again
+            self.seen_bound = -1 - answer  # a cycle reset the count, or staging has more room: offer again
 
     def cycle(self, replace_fraction: float, rng: np.random.Generator,
-              lease: tuple[str, str] | None = None) -> tuple[int, int]:
+              lease: tuple[str, str] | None = None, next_fraction: float | None = None) -> tuple[int, int]:
         """Atomically rebuild the window; return (retained, total) sizes.
 
         ``lease`` = (key, token): cycle only while that Redis key still holds the token (the
         check runs inside the script), else raise :class:`LeaseLost` and change nothing.
+        ``next_fraction``: the ``replace_fraction`` the next cycle will use, which sets
+        staging's room until then to what that cycle takes from it (None: the whole
+        staging capacity).
         """
         size = self.client.hlen(self.keys["window"])
         keep = size - int(round(replace_fraction * size)) if size else 0
         slots = rng.choice(size, size=keep, replace=False) if keep else []
         lease_key, token = lease or ("", "")
-        keys = [self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")] + [lease_key or self.keys["kept"]]
+        keys = [self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")] + [lease_key or self.keys["kept"],
+                                                                                           self.keys["room"]]
         seed = int(rng.integers(1, 2**31 - 1))  # picks the staged samples when more than fit
-        kept, total = self._cycle(keys=keys, args=[self.capacity, token, seed, *[int(s) for s in slots]])
+        kept, total = self._cycle(keys=keys, args=[self.capacity, token, seed,
+                                                   -1 if next_fraction is None else repr(float(next_fraction)),
+                                                   *[int(s) for s in slots]])
         if kept < 0:
             raise LeaseLost(f"the lease {lease_key} is no longer held by this updater; the window was not cycled")
         return int(kept), int(total)

@@ -202,7 +202,8 @@ class Updater:
         self.metrics.cycles.inc()
         fraction = self.replace_fraction if self.current else 1.0
         try:
-            self.reservoir.cycle(fraction, self.rng, lease=(self.lease.key, self.lease.token))
+            self.reservoir.cycle(fraction, self.rng, lease=(self.lease.key, self.lease.token),
+                                 next_fraction=self.replace_fraction if self.current else None)
         except LeaseLost as exc:
             self.metrics.updates.labels("lease_lost").inc()
             log.warning("%s", exc)

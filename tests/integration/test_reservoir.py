@@ -76,6 +76,44 @@ def test_staging_stays_uniform_with_two_labelers_and_small_batches(client, name)
     assert abs(kept[:50].mean() - 50 / 600) < 0.03  # the first samples after a reset are not favoured
 
 
+def test_staging_holds_only_what_the_next_cycle_takes(client, name):
+    """Between cycles staging keeps capacity - kept samples (the room the next cycle fills), not
+    the whole window: as uniform a sample, half the samples sent and held at replace_fraction 0.5."""
+    X = np.zeros((1000, 2), np.float32)
+    labeler, updater = Reservoir(client, name, capacity=200), Reservoir(client, name, capacity=200)
+    rng = np.random.default_rng(5)
+    labeler.offer(ids(200), X[:200], 0.0, rng)
+    assert updater.cycle(1.0, rng, next_fraction=0.5) == (0, 200)
+    labeler.offer(ids(1000, 1000), X, 0.0, rng)
+    assert labeler.sizes() == {"window": 200, "staging": 100, "seen": 1000} and labeler.room == 100
+    assert updater.cycle(0.5, rng, next_fraction=0.5) == (100, 200)
+    counts = np.zeros(1000)
+    for _ in range(30):
+        labeler.offer(ids(1000, 1000), X, 0.0, rng)
+        updater.cycle(0.5, rng, next_fraction=0.5)
+        counts[[int(i[1:]) - 1000 for i in updater.window().ids[100:]]] += 1
+    assert updater.sizes()["window"] == 200
+    assert abs(counts[:500].mean() / 30 - 0.1) < 0.02 and abs(counts[500:].mean() / 30 - 0.1) < 0.02
+
+
+def test_staging_room_rounds_as_the_cycle_does_and_grows_back(client, name):
+    X = np.zeros((50, 2), np.float32)
+    first, second, updater = (Reservoir(client, name, capacity=5) for _ in range(3))
+    rng = np.random.default_rng(6)
+    first.offer(ids(5), X[:5], 0.0, rng)
+    updater.cycle(1.0, rng, next_fraction=0.5)  # the next cycle keeps 5 - round(2.5) = 3: room for 2
+    first.offer(ids(50), X, 0.0, rng)
+    assert first.sizes()["staging"] == 2 and first.room == 2
+    assert updater.cycle(0.5, rng) == (3, 5)  # no next fraction: the whole staging capacity again
+    first.offer(ids(1), X[:1], 0.0, rng)  # learns the room again
+    updater.cycle(0.5, rng, next_fraction=0.5)
+    first.offer(ids(1), X[:1], 0.0, rng)  # believes the room is 2, and the count is 1
+    updater.cycle(0.5, rng)
+    second.offer(ids(1), X[:1], 0.0, rng)  # the count is 1 again, but the room is 5 now
+    first.offer(ids(49, 1), X[:49], 0.0, rng)  # its count holds; its room is stale: it is asked again
+    assert first.sizes()["staging"] == 5 and first.room == 5
+
+
 def test_cycle_keeps_exactly_half_and_refills_from_staging(client, name):
     X, _ = wordnet_slice(classes=4, per_class=100, seed=2)
     reservoir = Reservoir(client, name, capacity=200)

@@ -423,6 +423,16 @@ def test_a_caught_up_follower_answers_at_once(loop_service):
     reader.close()
 
 
+def cold_started(config, X, seed: int):
+    """The reservoir with ``X`` offered, and an updater that leads and has published version 1 from it."""
+    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
+    reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(seed))
+    updater = make_updater(config)
+    assert updater.lead()
+    assert updater.update().header.version == 1
+    return reservoir, updater
+
+
 @pytest.mark.reliability
 def test_a_diverged_fine_tune_is_rejected_and_the_current_version_keeps_serving(loop_service, reliability):
     """A fine-tune whose learning rate blows the weights up to Inf/NaN: the gate fails closed
@@ -433,11 +443,7 @@ def test_a_diverged_fine_tune_is_rejected_and_the_current_version_keeps_serving(
         finetune=dataclasses.replace(config.update.finetune, lr=1e20, epochs=1.0)),
         updater=dataclasses.replace(config.updater, max_loss_increase=1e30))
     X, _ = wordnet_slice(classes=6, per_class=50, seed=22)
-    reservoir = Reservoir(connect(config.redis), config.model.name, config.reservoir.capacity)
-    reservoir.offer([f"s{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(6))
-    updater = make_updater(config)
-    assert updater.lead()
-    assert updater.update().header.version == 1
+    reservoir, updater = cold_started(config, X, seed=6)
     reservoir.offer([f"t{i}" for i in range(150)], X[:150], time.time(), np.random.default_rng(7))
     candidate = updater.update()
     reliability(Row("diverged fine-tune (NaN/Inf candidate) at the promotion gate", inputs=1, lost=0,
@@ -446,3 +452,18 @@ def test_a_diverged_fine_tune_is_rejected_and_the_current_version_keeps_serving(
     assert candidate is None and updater.published == [1] and updater.current.header.version == 1
     assert "NaN or Inf" in updater.rejections[0]
     assert updater.metrics.registry.get_sample_value("stream_dec_gate_failures_total", {"check": "limits"}) == 1
+
+
+def test_after_the_first_version_staging_holds_what_the_next_cycle_takes(loop_service):
+    """The cold start's cycle takes all of staging; once a version exists a cycle replaces
+    ``replace_fraction`` of the window, and staging keeps only that many samples until then."""
+    config = loop_service
+    X, _ = wordnet_slice(classes=6, per_class=50, seed=23)
+    reservoir, updater = cold_started(config, X, seed=8)
+    assert reservoir.client.get(reservoir.keys["room"]) is None  # no version before this cycle: all of staging
+    reservoir.offer([f"t{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(9))
+    updater.update()
+    size = reservoir.sizes()["window"]
+    room = config.reservoir.capacity - (size - round(config.reservoir.replace_fraction * size))
+    reservoir.offer([f"u{i}" for i in range(len(X))], X, time.time(), np.random.default_rng(10))
+    assert reservoir.sizes()["staging"] == room == int(reservoir.client.get(reservoir.keys["room"])) < len(X)
