@@ -26,6 +26,7 @@ Run from the repository root::
     python benchmarks/peers.py                      # 100,000 x 768-d float32, 3 rounds
     python benchmarks/peers.py --format json --dim 384
     python benchmarks/peers.py --stages             # where the labeler's CPU goes, per stage
+    python benchmarks/peers.py --window full        # the reservoir of a service past its first version
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import functools
 import logging
 import statistics
 import subprocess
@@ -153,11 +155,19 @@ def quix(config, version, n: int, marks: list) -> None:
     marks.append(mark())
 
 
-def labeler(config, version, n: int, marks: list, instrument: Callable | None = None) -> None:
+def labeler(config, version, n: int, marks: list, instrument: Callable | None = None,
+            window: np.ndarray | None = None) -> None:
     """stream-dec's labeler, default settings, the reservoir on; ``instrument(labeler)`` runs
-    before it starts."""
+    before it starts. ``window``: rows that fill the reservoir's window first, cycled as an
+    updater past its first version does (staging then keeps what the next cycle takes),
+    instead of a new deployment's empty reservoir."""
     client = redis.Redis.from_url(config.redis.url)
     reservoir = Reservoir(client, f"peers-{uuid.uuid4().hex[:8]}", config.reservoir.capacity)
+    if window is not None:
+        rng = np.random.default_rng(0)
+        reservoir.offer([f"w{i}" for i in range(len(window))], window, time.time(), rng)
+        reservoir.cycle(1.0, rng, next_fraction=config.reservoir.replace_fraction)
+    received = client.info("stats")["total_net_input_bytes"]
     running = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
                       Producer(producer_settings(config)), reservoir=reservoir)
     if instrument is not None:
@@ -178,10 +188,12 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
     thread.join()
     offered, skipped = (int(c._value.get()) for c in (running.metrics.samples_offered, running.metrics.samples_skipped))
     if offered or skipped:  # the reservoir writer skips a batch it has no room for: say how many
-        print(f"    reservoir: {offered:,} samples offered to Redis, {skipped:,} skipped", flush=True)
+        received = client.info("stats")["total_net_input_bytes"] - received
+        print(f"    reservoir: {offered:,} samples offered to Redis, {skipped:,} skipped; Redis received "
+              f"{received / 2**20:,.1f} MiB", flush=True)
 
 
-def stages(config, version, n: int) -> None:
+def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
     """One :func:`labeler` run with a thread-CPU timer around each stage: the CPU
     microseconds per label of the labeler's thread in each, of that thread in all, and of
     the whole process (librdkafka's threads and the reservoir writer's too)."""
@@ -209,7 +221,7 @@ def stages(config, version, n: int) -> None:
         setattr(module, name, timed(name, function))
     marks: list = []
     try:
-        labeler(config, version, n, marks, instrument)
+        labeler(config, version, n, marks, instrument, window)
     finally:
         for name, function in originals.items():
             setattr(module, name, function)
@@ -295,6 +307,9 @@ def main() -> None:
     parser.add_argument("--stages", action="store_true",
                         help="instead of the peers: two labeler runs (the reservoir on, then sample_rate 0) "
                              "with CPU timers around its stages")
+    parser.add_argument("--window", choices=["empty", "full"], default="empty",
+                        help="the reservoir the labeler starts with: a new deployment's (empty) or a service's "
+                             "past its first version (full: staging keeps what the next cycle takes)")
     parser.add_argument("--peers", default="labeler,labeler-unsampled,batch-loop,quix,naive",
                         help="comma-separated peers to run (default: all; 'labeler' always runs: the ratios need it)")
     args = parser.parse_args()
@@ -317,15 +332,17 @@ def main() -> None:
         produce_all(bootstrap, backlog.topics.embeddings, X, args.messages, content_type)
         version = spread_model(args.dim, X)
         expected = expected_clusters(bootstrap, backlog.topics.embeddings, content_type, version, args.messages)
+        window = X[:backlog.reservoir.capacity] if args.window == "full" else None
         print(f"{args.messages:,} x {args.dim}-d {args.format} in 3 partitions; labeler settings: "
-              f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}")
+              f"{dataclasses.asdict(backlog.labeler) | {'sample_rate': backlog.reservoir.sample_rate}}; "
+              f"reservoir window {args.window}")
         if args.stages:
             for rate in (backlog.reservoir.sample_rate, 0.0):
                 config = fresh(backlog, "stages")
                 stages(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=rate)),
-                       version, args.messages)
+                       version, args.messages, window)
             return
-        peers = {"labeler": (labeler, args.messages), "labeler-unsampled": (unsampled, args.messages),
+        peers = {"labeler": (functools.partial(labeler, window=window), args.messages), "labeler-unsampled": (unsampled, args.messages),
                  "batch-loop": (batch_loop, args.messages), "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = {"labeler", *args.peers.split(",")}
         peers = {name: peer for name, peer in peers.items() if name in chosen}
