@@ -57,6 +57,22 @@ def test_staging_is_a_uniform_sample(client, name):
     assert abs(early - 0.1) < 0.03 and abs(late - 0.1) < 0.03  # each of 500 kept with p = 50/500
 
 
+def test_staging_is_algorithm_r_on_the_labelers_draws(client, name):
+    """Sample s replaces slot floor(draw * s) when that is below the capacity; of two samples of
+    one batch drawing the same slot, the later stays."""
+    reservoir = Reservoir(client, name, capacity=50)
+    X = np.zeros((100, 2), np.float32)
+    expected: dict[int, str] = {}
+    for start in range(0, 1000, 100):
+        reservoir.offer(ids(100, start), X, 0.0, np.random.default_rng(start))
+        for s, draw in enumerate(np.random.default_rng(start).random(100), start + 1):  # offer()'s draws
+            slot = s - 1 if s <= 50 else int(np.floor(draw * s))
+            if slot < 50:
+                expected[slot] = f"s{s - 1}"
+    staged = {int(slot): unpack(packed)[0] for slot, packed in client.hgetall(reservoir.keys["staging"]).items()}
+    assert staged == expected and len(set(expected.values())) == 50
+
+
 def test_staging_stays_uniform_with_two_labelers_and_small_batches(client, name):
     """Each labeler sends only samples that can still win; the sample must stay uniform across cycles."""
     labelers = [Reservoir(client, name, capacity=50, staging_capacity=50) for _ in range(2)]
