@@ -342,8 +342,9 @@ def main() -> None:
                 stages(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=rate)),
                        version, args.messages, window)
             return
-        peers = {"labeler": (functools.partial(labeler, window=window), args.messages), "labeler-unsampled": (unsampled, args.messages),
-                 "batch-loop": (batch_loop, args.messages), "quix": (quix, args.quix), "naive": (naive, args.naive)}
+        peers = {"labeler": (functools.partial(labeler, window=window), args.messages),
+                 "labeler-unsampled": (unsampled, args.messages), "batch-loop": (batch_loop, args.messages),
+                 "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = {"labeler", *args.peers.split(",")}
         peers = {name: peer for name, peer in peers.items() if name in chosen}
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in peers}

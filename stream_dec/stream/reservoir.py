@@ -297,8 +297,8 @@ class Reservoir:
         keep = size - int(round(replace_fraction * size)) if size else 0
         slots = rng.choice(size, size=keep, replace=False) if keep else []
         lease_key, token = lease or ("", "")
-        keys = [self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")] + [lease_key or self.keys["kept"],
-                                                                                           self.keys["room"]]
+        keys = [self.keys[k] for k in ("window", "staging", "seen", "kept", "dropped")]
+        keys += [lease_key or self.keys["kept"], self.keys["room"]]
         seed = int(rng.integers(1, 2**31 - 1))  # picks the staged samples when more than fit
         kept, total = self._cycle(keys=keys, args=[self.capacity, token, seed,
                                                    -1 if next_fraction is None else repr(float(next_fraction)),
