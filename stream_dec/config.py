@@ -94,7 +94,10 @@ class TrainConfig:
     pretrain_epochs
         Epochs of end-to-end denoising-autoencoder pretraining.
     pretrain_lr
-        Adam learning rate for pretraining (layer-wise and end to end).
+        Learning rate for pretraining (layer-wise and end to end).
+    pretrain_optimiser
+        Pretraining optimiser: ``"adam"``, or ``"sgd"`` with momentum 0.9 (the DEC paper's
+        and its reference reimplementation's for MNIST).
     batch_size
         Mini-batch size for both stages (samples).
     noise
@@ -133,6 +136,7 @@ class TrainConfig:
     layerwise_noise: float = 0.2
     pretrain_epochs: int = 50
     pretrain_lr: float = 1e-3
+    pretrain_optimiser: Literal["adam", "sgd"] = "adam"
     batch_size: int = 256
     noise: float = 0.1
     n_init: int = 10

@@ -51,6 +51,7 @@ class DECClusterer:
                  alpha: float = 50.0, geometry: Literal["auto", "cosine", "euclidean"] = "auto",
                  latent_radius: float = 7.0, layerwise_epochs: int = 0, layerwise_noise: float = 0.2,
                  pretrain_epochs: int = 50, pretrain_lr: float = 1e-3,
+                 pretrain_optimiser: Literal["adam", "sgd"] = "adam",
                  batch_size: int = 256, noise: float = 0.1, n_init: int = 10, lr: float = 1e-4,
                  update_interval: int = 100, tol: float = 0.001, max_epochs: int = 30,
                  reconstruction_weight: float = 0.1, optimiser: Literal["adam", "sgd"] = "adam",
@@ -60,7 +61,8 @@ class DECClusterer:
         self.model_params = {"hidden_dims": tuple(hidden_dims), "latent_dim": latent_dim, "alpha": alpha,
                              "geometry": geometry, "latent_radius": latent_radius}
         self.train_params = {"layerwise_epochs": layerwise_epochs, "layerwise_noise": layerwise_noise,
-                             "pretrain_epochs": pretrain_epochs, "pretrain_lr": pretrain_lr, "batch_size": batch_size,
+                             "pretrain_epochs": pretrain_epochs, "pretrain_lr": pretrain_lr,
+                             "pretrain_optimiser": pretrain_optimiser, "batch_size": batch_size,
                              "noise": noise, "n_init": n_init, "lr": lr, "update_interval": update_interval,
                              "tol": tol, "max_epochs": max_epochs, "reconstruction_weight": reconstruction_weight,
                              "optimiser": optimiser, "precision": precision, "seed": random_state, "device": device}

@@ -131,6 +131,7 @@ def pretrain_autoencoder(
     noise: float,
     generator: torch.Generator,
     precision: Literal["float32", "bfloat16"] = "float32",
+    optimiser: Literal["adam", "sgd"] = "adam",
 ) -> float:
     """Train the autoencoder to rebuild ``X`` from inputs with ``noise`` of them dropped.
 
@@ -141,11 +142,12 @@ def pretrain_autoencoder(
     return _train_to_rebuild(autoencoder.parameters(), X,
                              lambda batch: autoencoder.decoder(model.encode(_corrupt(batch, noise, generator))),
                              epochs=epochs, lr=lr, batch_size=batch_size, generator=generator, precision=precision,
-                             name="pretrain")
+                             optimiser=optimiser, name="pretrain")
 
 
 def pretrain_layerwise(model: DEC, X: torch.Tensor, *, epochs: int, lr: float, batch_size: int, noise: float,
-                       generator: torch.Generator, precision: Literal["float32", "bfloat16"] = "float32") -> list[float]:
+                       generator: torch.Generator, precision: Literal["float32", "bfloat16"] = "float32",
+                       optimiser: Literal["adam", "sgd"] = "adam") -> list[float]:
     """Greedy layer-wise pretraining (Xie et al. 2016, section 3.2): each encoder layer and
     its mirror in the decoder are trained together as a one-hidden-layer denoising
     autoencoder that rebuilds the codes of the layers below (the data, for the first), with
@@ -174,7 +176,8 @@ def pretrain_layerwise(model: DEC, X: torch.Tensor, *, epochs: int, lr: float, b
 
         epoch_loss = _train_to_rebuild([*encoder.parameters(), *decoder.parameters()], codes, rebuild,
                                        epochs=epochs, lr=lr, batch_size=batch_size, generator=generator,
-                                       precision=precision, name=f"pretrain layer {k + 1}/{depth}")
+                                       precision=precision, optimiser=optimiser,
+                                       name=f"pretrain layer {k + 1}/{depth}")
         losses.append(epoch_loss)
         if k < depth - 1:  # the next layer's inputs
             with torch.no_grad():
@@ -184,10 +187,11 @@ def pretrain_layerwise(model: DEC, X: torch.Tensor, *, epochs: int, lr: float, b
 
 def _train_to_rebuild(parameters, X: torch.Tensor, rebuild: Callable[[torch.Tensor], torch.Tensor], *,
                       epochs: int, lr: float, batch_size: int, generator: torch.Generator,
-                      precision: Literal["float32", "bfloat16"], name: str) -> float:
-    """Adam on ``parameters`` against the mean squared error of ``rebuild(batch)`` to each
+                      precision: Literal["float32", "bfloat16"], optimiser: Literal["adam", "sgd"],
+                      name: str) -> float:
+    """``optimiser`` on ``parameters`` against the mean squared error of ``rebuild(batch)`` to each
     shuffled batch of ``X``, for ``epochs`` passes; the last pass's mean loss (``nan`` for 0)."""
-    optimiser = torch.optim.Adam(parameters, lr=lr)
+    steps = make_optimiser(optimiser, parameters, lr)
     epoch_loss = float("nan")
     for epoch in range(epochs):
         total = 0.0
@@ -196,14 +200,25 @@ def _train_to_rebuild(parameters, X: torch.Tensor, rebuild: Callable[[torch.Tens
             with autocast(X.device, precision):
                 rebuilt = rebuild(batch)
             loss = F.mse_loss(rebuilt.float(), batch)
-            optimiser.zero_grad(set_to_none=True)
+            steps.zero_grad(set_to_none=True)
             loss.backward()
-            optimiser.step()
+            steps.step()
             total += loss.item() * len(index)
         epoch_loss = total / len(X)
         if epoch == epochs - 1 or (epoch + 1) % 10 == 0:
             log.info("%s epoch %d/%d reconstruction %.6f", name, epoch + 1, epochs, epoch_loss)
     return epoch_loss
+
+
+def make_optimiser(kind: Literal["adam", "sgd"], parameters, lr: float) -> torch.optim.Optimizer:
+    """Adam, or SGD with momentum 0.9 (the DEC paper's), at ``lr``.
+
+    >>> make_optimiser("sgd", [torch.nn.Parameter(torch.zeros(2))], 0.1).defaults["momentum"]
+    0.9
+    """
+    if kind == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9)
+    return torch.optim.Adam(parameters, lr=lr)
 
 
 def initial_centres(model: DEC, X: torch.Tensor, *, n_init: int, seed: int) -> float:
@@ -248,8 +263,7 @@ def self_train(
         parameters = list(model.autoencoder.encoder.parameters()) + [model.centres]
         if reconstruction_weight > 0:
             parameters += list(model.autoencoder.decoder.parameters())
-    steps = (torch.optim.SGD(parameters, lr=lr, momentum=0.9) if optimiser == "sgd"
-             else torch.optim.Adam(parameters, lr=lr))
+    steps = make_optimiser(optimiser, parameters, lr)
     max_iterations = int(np.ceil(max_epochs * np.ceil(len(X) / batch_size)))
     iteration, previous, change, interval_loss, interval_steps = 0, None, 1.0, 0.0, 0
     converged = False
@@ -348,11 +362,12 @@ def fit_dec(
         if train_config.layerwise_epochs:
             pretrain_layerwise(model, data, epochs=train_config.layerwise_epochs, lr=train_config.pretrain_lr,
                                batch_size=train_config.batch_size, noise=train_config.layerwise_noise,
-                               generator=generator, precision=precision)
+                               generator=generator, precision=precision,
+                               optimiser=train_config.pretrain_optimiser)
         pretrain_loss = pretrain_autoencoder(
             model, data, epochs=train_config.pretrain_epochs, lr=train_config.pretrain_lr,
             batch_size=train_config.batch_size, noise=train_config.noise, generator=generator,
-            precision=precision,
+            precision=precision, optimiser=train_config.pretrain_optimiser,
         )
         kept = copy.deepcopy(model).cpu().eval() if keep_pretrained else None
     else:
