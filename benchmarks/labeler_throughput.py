@@ -42,7 +42,7 @@ import orjson
 import torch
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from stream_dec.config import ModelConfig, config_from_mapping
+from stream_dec.config import LabelerConfig, ModelConfig, config_from_mapping
 from stream_dec.local import start_tansu
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.predictor import Predictor
@@ -61,9 +61,10 @@ def default_model(dim: int) -> ModelVersion:
     return ModelVersion.from_model(model, version=1)
 
 
-def model_step_rate(version: ModelVersion, X: np.ndarray, batch: int = 4096, repeats: int = 10) -> float:
+def model_step_rate(version: ModelVersion, X: np.ndarray, batch: int = 4096, repeats: int = 10,
+                    precision: str = LabelerConfig.precision) -> float:
     """Labels/s of ``Predictor.predict`` alone on ``batch``-row float32 batches (no Kafka, no decode)."""
-    predictor = Predictor(version, "cpu")
+    predictor = Predictor(version, "cpu", precision)
     rows = np.ascontiguousarray(np.resize(X, (batch, X.shape[1])), dtype=np.float32)
     predictor.predict(rows)
     started = time.perf_counter()
@@ -119,8 +120,8 @@ def produce_all(bootstrap: str, topic: str, X: np.ndarray, n: int, content_type:
 def labeler_rate(config, version: ModelVersion, n: int, broker_pid: int) -> tuple[float, dict[str, float]]:
     """Labels/s from the first consumed batch to the last, and the cores used meanwhile by
     the labeler's Python thread, its whole process (with librdkafka's threads) and the broker."""
-    labeler = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
-                      Producer(producer_settings(config)))
+    labeler = build_labeler(config, Predictor(version, "cpu", config.labeler.precision),
+                            Consumer(consumer_settings(config)), Producer(producer_settings(config)))
     marks: list[tuple[float, ...]] = []
     original = labeler.process
 

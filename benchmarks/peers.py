@@ -8,6 +8,8 @@ group and its own labels topic:
 - ``labeler``: stream-dec's labeler with its default config (validation, dead-letter
   routing, reservoir sampling on: a Redis started here);
 - ``labeler-unsampled``: the same with ``sample_rate = 0``: what reservoir sampling costs;
+- ``labeler-float32``: the same with ``precision = "float32"``: what the folded bfloat16
+  model step saves (the same labels; nothing where ``auto`` picks float32);
 - ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
   one model call, produce each label, ``flush``, synchronous commit;
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
@@ -168,8 +170,8 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
         reservoir.offer([f"w{i}" for i in range(len(window))], window, time.time(), rng)
         reservoir.cycle(1.0, rng, next_fraction=config.reservoir.replace_fraction)
     received = client.info("stats")["total_net_input_bytes"]
-    running = build_labeler(config, Predictor(version, "cpu"), Consumer(consumer_settings(config)),
-                      Producer(producer_settings(config)), reservoir=reservoir)
+    running = build_labeler(config, Predictor(version, "cpu", config.labeler.precision),
+                            Consumer(consumer_settings(config)), Producer(producer_settings(config)), reservoir=reservoir)
     if instrument is not None:
         instrument(running)
     original = running.process
@@ -235,6 +237,12 @@ def unsampled(config, version, n: int, marks: list) -> None:
     """The labeler with ``sample_rate = 0``: what the reservoir costs."""
     labeler(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=0.0)),
             version, n, marks)
+
+
+def float32(config, version, n: int, marks: list, window: np.ndarray | None = None) -> None:
+    """The labeler with ``precision = "float32"``: what the folded bfloat16 model step saves."""
+    labeler(dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, precision="float32")),
+            version, n, marks, window=window)
 
 
 def fresh(backlog, name: str):
@@ -343,7 +351,9 @@ def main() -> None:
                        version, args.messages, window)
             return
         peers = {"labeler": (functools.partial(labeler, window=window), args.messages),
-                 "labeler-unsampled": (unsampled, args.messages), "batch-loop": (batch_loop, args.messages),
+                 "labeler-unsampled": (unsampled, args.messages),
+                 "labeler-float32": (functools.partial(float32, window=window), args.messages),
+                 "batch-loop": (batch_loop, args.messages),
                  "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = {"labeler", *args.peers.split(",")}
         peers = {name: peer for name, peer in peers.items() if name in chosen}

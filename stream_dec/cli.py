@@ -542,7 +542,7 @@ def run_serve(args: argparse.Namespace) -> None:
         reservoir = reservoirs.Reservoir(client, config.model.name, config.reservoir.capacity,
                                          config.reservoir.staging_capacity or None)
     transactional = transactional_id(config.labeler) if config.labeler.delivery == "exactly-once" else None
-    predictor = Predictor(version, config.labeler.device) if version else None
+    predictor = Predictor(version, config.labeler.device, config.labeler.precision) if version else None
     consumer = Consumer({**consumer_settings(config), "on_commit": commit_callback(metrics)})
     labeler = build_labeler(config, predictor, consumer, Producer(producer_settings(config, transactional)),
                       metrics=metrics, follower=follower, reservoir=reservoir)

@@ -15,7 +15,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,24 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> Literal["float32", "bfloat16"]:
+    """``"auto"`` -> ``"bfloat16"`` where ``device`` multiplies in bfloat16 natively (a CUDA GPU
+    that supports it; a CPU with AVX-512 BF16 or AMX), else ``"float32"``: elsewhere bfloat16
+    products are emulated and training runs several times slower. Other values are kept.
+
+    >>> resolve_precision("float32", torch.device("cpu"))
+    'float32'
+    """
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = any(getattr(torch.cpu, check, lambda: False)()
+                     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return "bfloat16" if native else "float32"
 
 
 def _mlp(dims: Sequence[int]) -> nn.Sequential:

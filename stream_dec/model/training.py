@@ -30,7 +30,7 @@ from sklearn.cluster import KMeans
 
 from stream_dec.config import ModelConfig, TrainConfig
 from stream_dec.model.assignment import clustering_loss, target_distribution
-from stream_dec.model.dec import DEC, resolve_device
+from stream_dec.model.dec import DEC, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -90,24 +90,6 @@ def new_model(dims: tuple[int, ...], n_clusters: int, *, alpha: float, latent_ra
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DEC(dims, n_clusters, alpha=alpha, latent_radius=latent_radius)
-
-
-def resolve_precision(precision: str, device: torch.device) -> Literal["float32", "bfloat16"]:
-    """``"auto"`` -> ``"bfloat16"`` where ``device`` multiplies in bfloat16 natively (a CUDA GPU
-    that supports it; a CPU with AVX-512 BF16 or AMX), else ``"float32"``: elsewhere bfloat16
-    products are emulated and training runs several times slower. Other values are kept.
-
-    >>> resolve_precision("float32", torch.device("cpu"))
-    'float32'
-    """
-    if precision != "auto":
-        return precision  # type: ignore[return-value]
-    if device.type == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        native = any(getattr(torch.cpu, check, lambda: False)()
-                     for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return "bfloat16" if native else "float32"
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

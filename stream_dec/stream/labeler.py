@@ -307,8 +307,8 @@ class Labeler:
             log.info("no model version yet: sampling %s into the reservoir until version 1 is published",
                      self.topics.embeddings)
         else:
-            log.info("labeling %s with model version %d (%s, delivery %s)", self.topics.embeddings,
-                     self.predictor.version, self.predictor.device, self.settings.delivery)
+            log.info("labeling %s with model version %d (%s, %s, delivery %s)", self.topics.embeddings,
+                     self.predictor.version, self.predictor.device, self.predictor.precision, self.settings.delivery)
         try:
             while not self.stop.is_set():
                 self.follow_versions()
@@ -431,7 +431,7 @@ class Labeler:
         newer = self.follower.poll(current, self.predictor.dim if self.predictor else self.settings.input_dim)
         if newer is None:
             return
-        self.predictor = Predictor(newer, self.settings.device)
+        self.predictor = Predictor(newer, self.settings.device, self.settings.precision)
         self.metrics.model.show(newer.header)
         log.info("switched from model version %d to %d (%s)", current, newer.header.version, newer.header.strategy)
         for (topic, partition), offset in self.unlabelled_from.items():  # cold start over: label what was sampled

@@ -4,8 +4,9 @@ import numpy as np
 import torch
 
 from stream_dec.config import ModelConfig, TrainConfig
+from stream_dec.model.dec import resolve_precision
 from stream_dec.model.metrics import cluster_accuracy
-from stream_dec.model.training import fit_dec, new_model, pretrain_autoencoder, pretrain_layerwise, resolve_precision
+from stream_dec.model.training import fit_dec, new_model, pretrain_autoencoder, pretrain_layerwise
 
 FAST = TrainConfig(pretrain_epochs=15, max_epochs=3, n_init=3, batch_size=64, device="cpu")
 SMALL = ModelConfig(hidden_dims=(64,), latent_dim=10)
