@@ -27,7 +27,11 @@ def log_soft_assignment(z: torch.Tensor, centres: torch.Tensor, alpha: float) ->
 
     q_ij = (1 + ||z_i - mu_j||^2 / alpha)^(-(alpha + 1) / 2), normalised over j.
     """
-    squared = torch.cdist(z, centres).pow(2)
+    return log_assignment_of_distances(torch.cdist(z, centres).pow(2), alpha)
+
+
+def log_assignment_of_distances(squared: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log q_ij from the squared distances ``||z_i - mu_j||^2`` (n, K) (DEC eq. 1)."""
     log_kernel = -(alpha + 1.0) / 2.0 * torch.log1p(squared / alpha)
     return log_kernel - torch.logsumexp(log_kernel, dim=1, keepdim=True)
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from stream_dec.model.assignment import log_assignment_of_distances
 from stream_dec.model.checkpoint import ModelVersion
 from stream_dec.model.dec import DEC, resolve_device, resolve_precision
 
@@ -65,7 +66,7 @@ class FoldedHead:
             basis, _ = torch.linalg.qr(centres.T)  # (d, min(d, K)), orthonormal columns
             self.span_weight = (weight.T @ basis).contiguous()  # (h, K): p = h W^T Q + b Q
             self.span_bias = bias @ basis
-            self.centres = (centres @ basis).T.contiguous()  # (K, K): Q^T c_j as columns
+            self.centres = (centres @ basis).T.contiguous()  # (min(d, K), K): Q^T c_j as columns
             self.offset = 0.0 if self.radius > 0 else 0.5 * (self.centres * self.centres).sum(dim=0)
             rest = torch.eye(len(basis)) - basis @ basis.T  # projection onto the span's complement
             self.rest_weight = (weight.T @ rest).contiguous().to(torch.bfloat16)  # (h, d)
@@ -82,10 +83,9 @@ class FoldedHead:
             squared = (self.radius ** 2) * (2 - 2 * scores / length.sqrt().clamp_min(1e-12))
         else:  # ||z - c||^2 = ||z||^2 - 2 (z.c - ||c||^2 / 2)
             squared = length - 2 * scores
-        log_kernel = -(self.alpha + 1.0) / 2.0 * torch.log1p(squared.clamp_min(0) / self.alpha)
         clusters = scores.argmax(dim=1)
-        log_peak = log_kernel.gather(1, clusters[:, None])[:, 0]
-        return clusters, (log_peak - torch.logsumexp(log_kernel, dim=1)).exp()
+        log_q = log_assignment_of_distances(squared.clamp_min(0), self.alpha)
+        return clusters, log_q.gather(1, clusters[:, None])[:, 0].exp()
 
 
 class Predictor:
