@@ -218,7 +218,7 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
         for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
             setattr(running, name, timed(name, getattr(running, name)))
 
-    originals = {name: getattr(module, name) for name in ("input_message", "decode_batch")}
+    originals = {name: getattr(module, name) for name in ("input_messages", "decode_batch")}
     for name, function in originals.items():
         setattr(module, name, timed(name, function))
     marks: list = []

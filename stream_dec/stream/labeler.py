@@ -82,21 +82,41 @@ def input_limits(settings: LabelerConfig) -> InputLimits:
                        header_bytes=settings.max_header_bytes, id_bytes=settings.max_id_bytes)
 
 
-def input_message(message: Message, _new=tuple.__new__) -> InputMessage:
-    """The parts of a consumed message the decoder needs (content-type and size of its headers).
+def input_messages(messages: list[Message], _new=tuple.__new__) -> list[InputMessage]:
+    """The parts of each consumed message the decoder needs; consumer errors are logged and left out.
 
-    Built with ``tuple.__new__``: a NamedTuple's own constructor is a Python function,
-    the largest per-message cost of a batch after the model.
+    A producer's messages usually carry equal headers, so they are parsed
+    (:func:`header_fields`) once per run of messages whose headers are equal. Each
+    InputMessage is built with ``tuple.__new__``: a NamedTuple's own constructor is a
+    Python function, the largest per-message cost of a batch after the model.
     """
-    content_type, header_bytes = None, 0
-    headers = message.headers()
-    if headers:
-        for name, value in headers:
-            header_bytes += len(name) + len(value or b"")
-            if name.lower() == "content-type":
-                content_type = (value or b"").decode("utf-8", errors="replace")
-    return _new(InputMessage, (message.topic(), message.partition(), message.offset(), message.key(), message.value(),
-                               content_type, header_bytes))
+    inputs: list[InputMessage] = []
+    headers, fields = None, (None, 0)
+    for message in messages:
+        if message.error():
+            log.warning("consumer error: %s", message.error())
+            continue
+        if (current := message.headers()) != headers:
+            headers, fields = current, header_fields(current)
+        inputs.append(_new(InputMessage, (message.topic(), message.partition(), message.offset(), message.key(),
+                                          message.value(), *fields)))
+    return inputs
+
+
+def header_fields(headers: list[tuple[str, bytes | None]] | None) -> tuple[str | None, int]:
+    """A message's content-type (the last such header, any case) and the size of its headers.
+
+    >>> header_fields([("Content-Type", b"application/json"), ("trace", None)])
+    ('application/json', 33)
+    >>> header_fields(None)
+    (None, 0)
+    """
+    content_type, size = None, 0
+    for name, value in headers or ():
+        size += len(name) + len(value or b"")
+        if name.lower() == "content-type":
+            content_type = (value or b"").decode("utf-8", errors="replace")
+    return content_type, size
 
 
 def dead_letter(rejection: Rejection, topic: str, max_bytes: int, max_key_bytes: int = 4096) -> Record:
@@ -336,12 +356,7 @@ class Labeler:
     def process(self, messages: list[Message]) -> None:
         """Decode, label, produce and commit one batch (steps 2-5 of the module docstring)."""
         started = time.perf_counter()
-        inputs = []
-        for message in messages:
-            if message.error():
-                log.warning("consumer error: %s", message.error())
-            else:
-                inputs.append(input_message(message))
+        inputs = input_messages(messages)
         if not inputs:
             return
         batch = decode_batch(inputs, dim=self.predictor.dim, default_content_type=self.settings.content_type,
@@ -414,7 +429,7 @@ class Labeler:
 
     def sample_only(self, messages: list[Message]) -> None:
         """Cold start: offer the batch to the reservoir; produce and commit nothing."""
-        inputs = [input_message(m) for m in messages if not m.error()]
+        inputs = input_messages(messages)
         for m in inputs:
             self.unlabelled_from.setdefault((m.topic, m.partition), m.offset)
             self.sampled_until[(m.topic, m.partition)] = max(m.offset + 1,

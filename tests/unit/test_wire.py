@@ -1,9 +1,10 @@
 import numpy as np
 import orjson
 import pytest
+from confluent_kafka import KafkaError, Message
 
 from stream_dec.io.wire import FLOAT32, JSON, InputLimits, InputMessage, _exact_json, _Reject, decode_batch, encode_label
-from stream_dec.stream.labeler import dead_letter, first_offsets, next_offsets
+from stream_dec.stream.labeler import dead_letter, first_offsets, header_fields, input_messages, next_offsets
 
 
 def message(value, content_type=None, offset=0, key=b"k", partition=0, header_bytes=0):
@@ -251,3 +252,17 @@ def test_the_float32_batch_path_keeps_the_value_limit(monkeypatch):
     slow = decode_batch(messages, dim=8, default_content_type=FLOAT32, limits=limits)
     assert [r.reason for r in slow.rejected] == ["oversize"] * 3
     assert [r.reason for r in fast.rejected] == [r.reason for r in slow.rejected] and len(fast.X) == 0
+
+
+def test_headers_parsed_once_per_run_still_give_each_message_its_own():
+    json_headers = [("content-type", JSON.encode())]
+    runs = [json_headers, json_headers, [("Content-Type", FLOAT32.encode()), ("trace", b"abc")], None,
+            [("content-type", JSON.encode())], json_headers, []]
+    consumed = [Message(topic="emb", partition=0, offset=i, key=b"k%d" % i, value=b"v", headers=headers)
+                for i, headers in enumerate(runs)]
+    consumed.insert(3, Message(topic="emb", partition=0, offset=-1, error=KafkaError(KafkaError._MSG_TIMED_OUT)))
+    inputs = input_messages(consumed)
+    assert [m.offset for m in inputs] == list(range(len(runs)))  # the consumer error is left out
+    assert [(m.content_type, m.header_bytes) for m in inputs] == [header_fields(headers) for headers in runs]
+    assert [m.content_type for m in inputs] == [JSON, JSON, FLOAT32, None, JSON, JSON, None]
+    assert inputs[2].header_bytes == len("Content-Type") + len(FLOAT32) + len("trace") + 3
