@@ -158,19 +158,31 @@ def _float32_batch(messages: list[InputMessage], dim: int, default_content_type:
 
     The values are joined into one buffer and read by one ``np.frombuffer``.
     """
-    size, key_bytes, header_bytes = 4 * dim, limits.key_bytes, limits.header_bytes
+    size = 4 * dim
     if not messages or size > limits.value_bytes:
         return None
-    for m in messages:
-        if ((m.content_type or default_content_type) != FLOAT32 or m.value is None or len(m.value) != size
-                or (m.key is not None and len(m.key) > key_bytes) or m.header_bytes > header_bytes):
-            return None
+    _, _, _, keys, values, content_types, header_bytes = zip(*messages)  # columns, checked a column at a time
+    if (any((t or default_content_type) != FLOAT32 for t in set(content_types)) or None in values
+            or set(map(len, values)) != {size} or max(header_bytes) > limits.header_bytes):
+        return None
+    ids = _key_ids(keys, limits)
+    if ids is None:
+        return None
+    X = np.frombuffer(bytearray().join(values), dtype="<f4").reshape(len(messages), dim)
+    return X, np.arange(len(messages), dtype=np.int64), ids
+
+
+def _key_ids(keys: tuple[bytes | None, ...], limits: InputLimits) -> list[str] | None:
+    """Each key read as its id (:func:`_key_text`) when every key is within ``key_bytes`` and
+    every id within ``id_bytes``; else None. All-ASCII keys (the usual ones) in one pass."""
+    if None not in keys and all(map(bytes.isascii, keys)):  # ASCII: as many characters as bytes
+        return list(map(bytes.decode, keys)) if max(map(len, keys)) <= min(limits.key_bytes, limits.id_bytes) else None
+    if any(key is not None and len(key) > limits.key_bytes for key in keys):
+        return None
     try:
-        ids = [_checked_id(_key_text(m.key), limits.id_bytes) for m in messages]
+        return [_checked_id(_key_text(key), limits.id_bytes) for key in keys]
     except _Reject:
         return None
-    X = np.frombuffer(bytearray().join([m.value for m in messages]), dtype="<f4").reshape(len(messages), dim)
-    return X, np.arange(len(messages), dtype=np.int64), ids
 
 
 def _decode_into(out: np.ndarray, message: InputMessage, dim: int, default_content_type: str, limits: InputLimits,

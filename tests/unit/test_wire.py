@@ -4,7 +4,8 @@ import pytest
 from confluent_kafka import KafkaError, Message
 
 from stream_dec.io.wire import FLOAT32, JSON, InputLimits, InputMessage, _exact_json, _Reject, decode_batch, encode_label
-from stream_dec.stream.labeler import dead_letter, first_offsets, header_fields, input_messages, next_offsets
+from stream_dec.stream.labeler import (dead_letter, first_offsets, header_fields, input_messages,
+                                       next_offsets)
 
 
 def message(value, content_type=None, offset=0, key=b"k", partition=0, header_bytes=0):
@@ -209,8 +210,8 @@ def test_bulk_label_encoding_equals_the_one_label_encoder_byte_for_byte():
     assert orjson.loads(bulk[2])["id"] == 'quote " and \\ backslash'
 
 
-@pytest.mark.parametrize("odd", [None, "nan", "short", "long-key", "bad-utf8-key", "huge-id", "json", "unknown-type",
-                                 "big-headers"])
+@pytest.mark.parametrize("odd", [None, "nan", "short", "long-key", "bad-utf8-key", "huge-id", "no-key", "json",
+                                 "unknown-type", "big-headers"])
 def test_the_float32_batch_path_decides_as_the_message_by_message_path(odd, monkeypatch):
     """A batch of good float32 messages with at most one that is not: both paths give the same rows,
     ids, vectors and rejections."""
@@ -227,6 +228,7 @@ def test_the_float32_batch_path_decides_as_the_message_by_message_path(odd, monk
             fields |= {"nan": {"value": np.full(dim, np.nan, "<f4").tobytes()}, "short": {"value": vector.tobytes()[:-4]},
                        "long-key": {"key": b"k" * 17}, "bad-utf8-key": {"key": b"\xff\xfe"},
                        "huge-id": {"key": b"\xff" * 12},  # 12 bytes, read as 12 U+FFFD: 36
+                       "no-key": {"key": None},  # the id is then ""
                        "json": {"value": orjson.dumps({"id": "j", "embedding": vector.tolist()}), "content_type": JSON},
                        "unknown-type": {"content_type": "text/plain"}, "big-headers": {"header_bytes": 101},
                        None: {}}[odd]
@@ -238,7 +240,7 @@ def test_the_float32_batch_path_decides_as_the_message_by_message_path(odd, monk
     assert fast.rows.tolist() == slow.rows.tolist() and fast.ids == slow.ids
     assert np.array_equal(fast.X, slow.X) and fast.X.flags.writeable
     assert [(r.offset, r.reason) for r in fast.rejected] == [(r.offset, r.reason) for r in slow.rejected]
-    assert len(slow.rejected) == (0 if odd in (None, "bad-utf8-key", "json") else 1)
+    assert len(slow.rejected) == (0 if odd in (None, "bad-utf8-key", "no-key", "json") else 1)
 
 
 def test_the_float32_batch_path_keeps_the_value_limit(monkeypatch):
