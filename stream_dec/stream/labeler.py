@@ -38,6 +38,7 @@ batch, so a fixed deployment resumes where it stopped.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -187,17 +188,28 @@ def smaller_record(record: Record, dead_letters: str) -> Record | None:
 
 
 def offset_ranges(messages: list[InputMessage]) -> dict[tuple[str, int], tuple[int, int]]:
-    """Per (topic, partition), the first and last offset in ``messages``."""
-    ranges: dict[tuple[str, int], list[int]] = {}
-    for m in messages:
-        bounds = ranges.get((m.topic, m.partition))
-        if bounds is None:
-            ranges[(m.topic, m.partition)] = [m.offset, m.offset]
-        elif m.offset > bounds[1]:
-            bounds[1] = m.offset
-        elif m.offset < bounds[0]:
-            bounds[0] = m.offset
-    return {partition: (first, last) for partition, (first, last) in ranges.items()}
+    """Per (topic, partition), the first and last offset in ``messages``, in any order.
+
+    Computed a column at a time (numpy), not message by message.
+
+    >>> offset_ranges([InputMessage("t", 1, 9, None, b"", None), InputMessage("t", 0, 4, None, b"", None),
+    ...                InputMessage("t", 1, 7, None, b"", None)])
+    {('t', 0): (4, 4), ('t', 1): (7, 9)}
+    """
+    if not messages:
+        return {}
+    topics, partitions, offsets = itertools.islice(zip(*messages), 3)
+    names = sorted(set(topics))
+    which = np.fromiter(partitions, np.int64, len(partitions))
+    if len(names) > 1:  # topic number and partition in one int64
+        number = {name: i for i, name in enumerate(names)}
+        which |= np.fromiter(map(number.__getitem__, topics), np.int64, len(topics)) << 32
+    offsets = np.fromiter(offsets, np.int64, len(offsets))
+    ranges = {}
+    for code in np.unique(which).tolist():
+        within = offsets[which == code]
+        ranges[(names[code >> 32], code & 0xFFFFFFFF)] = (int(within.min()), int(within.max()))
+    return ranges
 
 
 def next_offsets(messages: list[InputMessage]) -> list[TopicPartition]:

@@ -122,6 +122,9 @@ def test_offsets_per_partition():
     batch = [message(b"", offset=o, partition=p) for p, o in [(0, 5), (1, 9), (0, 7), (1, 8), (0, 6)]]
     assert {(tp.partition, tp.offset) for tp in next_offsets(batch)} == {(0, 8), (1, 10)}
     assert {(tp.partition, tp.offset) for tp in first_offsets(batch)} == {(0, 5), (1, 8)}
+    other = [InputMessage("other", p, o, b"k", b"", None) for p, o in [(1, 3), (1, 2), (7, 2**40)]]
+    assert {(tp.topic, tp.partition, tp.offset) for tp in next_offsets(batch + other)} == {
+        ("emb", 0, 8), ("emb", 1, 10), ("other", 1, 4), ("other", 7, 2**40 + 1)}
 
 
 LIMITS = InputLimits(value_bytes=100, key_bytes=8, header_bytes=50, id_bytes=6)
