@@ -388,10 +388,13 @@ class Labeler:
 
     def _labels(self, inputs, rows, ids, clusters, confidence) -> tuple[str, list, list[bytes]]:
         """The batch's labels as (topic, keys, values), keyed by their inputs' keys."""
-        picked = [inputs[row] for row in rows.tolist()]
+        if not len(rows):
+            return self.topics.labels, [], []
+        picked = inputs if len(rows) == len(inputs) else [inputs[row] for row in rows.tolist()]  # rows ascend
+        topics, partitions, offsets, keys = itertools.islice(zip(*picked), 4)  # columns
         values = encode_labels(ids, clusters.tolist(), confidence.tolist(), self.predictor.version,
-                               [m.topic for m in picked], [m.partition for m in picked], [m.offset for m in picked])
-        return self.topics.labels, [m.key for m in picked], values
+                               topics, partitions, offsets)
+        return self.topics.labels, keys, values
 
     def _deliver_and_commit(self, records: list[Record], labels: tuple[str, list, list[bytes]],
                             inputs: list[InputMessage], batch) -> None:
