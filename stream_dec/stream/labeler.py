@@ -38,7 +38,6 @@ batch, so a fixed deployment resumes where it stopped.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import socket
 import threading
@@ -52,7 +51,7 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from stream_dec.config import Config, LabelerConfig, TopicsConfig
-from stream_dec.io.wire import InputLimits, InputMessage, Rejection, decode_batch, encode_labels
+from stream_dec.io.wire import InputLimits, InputMessage, Rejection, columns, decode_batch, encode_labels
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
@@ -198,7 +197,7 @@ def offset_ranges(messages: list[InputMessage]) -> dict[tuple[str, int], tuple[i
     """
     if not messages:
         return {}
-    topics, partitions, offsets = itertools.islice(zip(*messages), 3)
+    topics, partitions, offsets = columns(messages, "topic", "partition", "offset")
     names = sorted(set(topics))
     which = np.fromiter(partitions, np.int64, len(partitions))
     if len(names) > 1:  # topic number and partition in one int64
@@ -391,7 +390,7 @@ class Labeler:
         if not len(rows):
             return self.topics.labels, [], []
         picked = inputs if len(rows) == len(inputs) else [inputs[row] for row in rows.tolist()]  # rows ascend
-        topics, partitions, offsets, keys = itertools.islice(zip(*picked), 4)  # columns
+        topics, partitions, offsets, keys = columns(picked, "topic", "partition", "offset", "key")
         values = encode_labels(ids, clusters.tolist(), confidence.tolist(), self.predictor.version,
                                topics, partitions, offsets)
         return self.topics.labels, keys, values
