@@ -38,6 +38,7 @@ batch, so a fixed deployment resumes where it stopped.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -330,7 +331,13 @@ class Labeler:
 
         Raises :class:`~stream_dec.stream.kafka.DeliveryFailed` on a permanent produce
         error, after leaving the group without committing the batches in flight.
+
+        Starting, it moves every object alive so far (the imported modules, the model:
+        most of the process's heap) out of the garbage collector's reach (``gc.freeze``),
+        so the full collections that a stream of batches sets off scan only what was
+        made since.
         """
+        gc.freeze()
         if self.transactional:
             self.producer.init_transactions(30)
         self.consumer.subscribe([self.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
