@@ -92,7 +92,7 @@ def input_messages(messages: list[Message], _new=tuple.__new__) -> list[InputMes
     Python function, the largest per-message cost of a batch after the model.
     """
     inputs: list[InputMessage] = []
-    headers, fields = None, (None, 0)
+    headers, fields = None, header_fields(None)
     for message in messages:
         if message.error():
             log.warning("consumer error: %s", message.error())
@@ -394,8 +394,6 @@ class Labeler:
 
     def _labels(self, inputs, rows, ids, clusters, confidence) -> tuple[str, list, list[bytes]]:
         """The batch's labels as (topic, keys, values), keyed by their inputs' keys."""
-        if not len(rows):
-            return self.topics.labels, [], []
         picked = inputs if len(rows) == len(inputs) else [inputs[row] for row in rows.tolist()]  # rows ascend
         topics, partitions, offsets, keys = columns(picked, "topic", "partition", "offset", "key")
         values = encode_labels(ids, clusters.tolist(), confidence.tolist(), self.predictor.version,
