@@ -20,19 +20,18 @@ bytes is cut on a character boundary. Reading tolerates what it cannot parse: a
 corrupt sample, or one of another width than the model's, is removed from Redis and
 counted (:attr:`WindowSamples.removed`), never fatal to the updater.
 
-Staging is a uniform reservoir sample (Vitter's Algorithm R, one Lua script per batch):
-whatever the stream rate, it holds at most ``staging_capacity`` samples, each offered
-sample having the same chance to be there. A cycle told the next one's
+Staging is a uniform reservoir sample (Vitter's Algorithm R on the labeler's draws,
+:func:`winners`): whatever the stream rate, it holds at most ``staging_capacity`` samples,
+each offered sample having the same chance to be there. A cycle told the next one's
 ``replace_fraction`` sets ``room`` to what that cycle will take (``capacity - kept``: half
 a full window at 0.5), and staging holds no more until then: a uniform sample of that
 size is what the cycle's random choice among a larger staging area gave, for fewer
-samples sent and held. Sample number ``s`` since the last cycle is
-kept with probability ``capacity / s``; a labeler knows a lower bound on ``s`` (the count
-its last batch saw, plus the sample's place in its batch), so it sends only the samples
-whose draw could still win: in steady state a batch of thousands costs one round trip
-carrying a handful of vectors. The script checks the bound (a cycle resets the count)
-and the room the labeler assumed (a cycle may grow it), and asks for the whole batch
-again when either no longer holds, so the sample stays exact.
+samples sent and held. Sample number ``s`` since the last cycle is kept with probability
+``room / s``. An offer is one optimistic transaction, not a script: it watches the count
+and the room, reads them, and writes the count and only the batch's winners (the last
+of those drawing one slot) in one ``MULTI``/``EXEC``, done again if a cycle or another
+labeler changed either meanwhile. Redis then stores each sample as it arrives: handing
+thousands of 3 KiB samples through Lua cost it three times the CPU.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
 were retained) followed by staged samples (a random choice of them when more are staged
@@ -63,29 +62,6 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<dH")
 _TEXT_LENGTH = struct.Struct("<H")
-
-_OFFER = """
-local count, bound, assumed = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local capacity = math.min(tonumber(ARGV[1]), tonumber(redis.call('GET', KEYS[3]) or ARGV[1]))
-local before = tonumber(redis.call('GET', KEYS[2]) or '0')
-if before < bound or capacity > assumed then return {-1 - before, capacity} end
-redis.call('SET', KEYS[2], before + count)
-local samples, at = ARGV[5], 1
-for index, draw, length in string.gmatch(ARGV[6], '(%S+) (%S+) (%S+)') do
-  local seen = before + tonumber(index) + 1
-  local after = at + tonumber(length)
-  local slot = -1
-  if seen <= capacity then
-    slot = seen - 1
-  else
-    local j = math.floor(tonumber(draw) * seen)
-    if j < capacity then slot = j end
-  end
-  if slot >= 0 then redis.call('HSET', KEYS[1], slot, string.sub(samples, at, after - 1)) end
-  at = after
-end
-return {before + count, capacity}
-"""
 
 _CYCLE = """
 local window, staging, seen, kept_key, dropped_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -152,25 +128,40 @@ def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None =
 
 
 def pack_many(ids: list[str], arrived: float, X: np.ndarray, rows: list[int],
-              texts: list[str | None] | None = None) -> tuple[bytes, list[int]]:
-    """The samples ``rows`` of a batch, each as :func:`pack` writes it, joined into one buffer,
-    and their lengths: what one round trip to Redis carries (one large argument instead of
-    one per sample, each of which redis-py sends by a call of its own).
+              texts: list[str | None] | None = None) -> list[bytes]:
+    """The samples ``rows`` of a batch, each as :func:`pack` writes it, their vectors converted
+    in one call.
 
     >>> X = np.array([[1, 2], [3, 4]], "<f4")
-    >>> joined, lengths = pack_many(["a", "bc"], 1.5, X, [1, 0], ["a fish", None])
-    >>> joined == pack("bc", 1.5, X[1]) + pack("a", 1.5, X[0], "a fish"), lengths
-    (True, [20, 27])
+    >>> samples = pack_many(["a", "bc"], 1.5, X, [1, 0], ["a fish", None])
+    >>> samples == [pack("bc", 1.5, X[1]), pack("a", 1.5, X[0], "a fish")]
+    True
     """
     vectors = np.ascontiguousarray(X[rows], dtype="<f4")
     size = vectors.shape[1] * 4 if vectors.ndim == 2 else 0
     rows_bytes = memoryview(vectors.reshape(-1).view(np.uint8))
-    parts, lengths = [], []
-    for k, i in enumerate(rows):
-        head = _head(ids[i], arrived, texts[i] if texts else None)
-        parts += (head, rows_bytes[k * size:(k + 1) * size])
-        lengths.append(len(head) + size)
-    return b"".join(parts), lengths
+    return [_head(ids[i], arrived, texts[i] if texts else None) + rows_bytes[k * size:(k + 1) * size]
+            for k, i in enumerate(rows)]
+
+
+def winners(before: int, draws: np.ndarray, room: int) -> tuple[list[int], list[int]]:
+    """Algorithm R for a batch: (rows, slots) of the samples that enter staging, when
+    ``before`` samples were offered since the last cycle and staging has ``room`` slots.
+
+    Row ``i`` is sample number ``s = before + i + 1``: it fills slot ``s - 1`` while
+    ``s <= room``, then replaces slot ``floor(draws[i] * s)`` when that is below ``room``.
+    Of two rows drawing one slot only the later is kept: it would overwrite the other.
+
+    >>> winners(0, np.array([0.9, 0.9, 0.1, 0.6]), 2)  # fills slots 0 and 1; 0.1 * 3 -> slot 0
+    ([2, 1], [0, 1])
+    >>> winners(10, np.array([0.5, 0.05]), 2)  # 0.5 * 11 -> 5, not a slot; 0.05 * 12 -> 0
+    ([1], [0])
+    """
+    seen = before + np.arange(1, len(draws) + 1)
+    slots = np.where(seen <= room, seen - 1, np.floor(draws * seen)).astype(np.int64)
+    rows = np.flatnonzero(slots < room)[::-1]  # latest first: np.unique keeps each slot's first
+    taken, first = np.unique(slots[rows], return_index=True)
+    return rows[first].tolist(), taken.tolist()
 
 
 def _head(identifier: str, arrived: float, text: str | None) -> bytes:
@@ -255,33 +246,28 @@ class Reservoir:
         self.staging_capacity = staging_capacity or capacity
         prefix = f"stream-dec:{name}:"
         self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept", "dropped", "room")}
-        self._offer = client.register_script(_OFFER)
         self._cycle = client.register_script(_CYCLE)
-        self.seen_bound = 0
-        """Samples offered since the last cycle, as of this client's last offer: a lower bound until a cycle."""
         self.room = self.staging_capacity
-        """Staging's capacity until the next cycle, as of this client's last offer (the script asks
-        again when it grew)."""
+        """Staging's capacity until the next cycle, as read by this client's last offer."""
 
     def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator,
               texts: list[str | None] | None = None) -> None:
-        """Offer samples (and their texts, if any) to staging (usually one round trip); raises
-        ``redis.RedisError`` if down."""
+        """Offer samples (and their texts, if any) to staging in one transaction (again if a
+        cycle or another labeler moved the count meanwhile); raises ``redis.RedisError`` if down."""
         draws = rng.random(len(ids))
-        while True:
-            seen = self.seen_bound + np.arange(1, len(ids) + 1)  # lower bounds of each sample's number
-            candidates = np.flatnonzero((seen <= self.room) | (draws * seen < self.room))
-            rows = candidates.tolist()
-            samples, lengths = pack_many(ids, arrived, X, rows, texts)
-            chances = " ".join(f"{i} {draw!r} {n}" for i, draw, n in zip(rows, draws[rows].tolist(), lengths))
-            answer, room = self._offer(keys=[self.keys["staging"], self.keys["seen"], self.keys["room"]],
-                                       args=[self.staging_capacity, len(ids), self.seen_bound, self.room, samples,
-                                             chances])
-            answer, self.room = int(answer), int(room)
-            if answer >= 0:
-                self.seen_bound = answer
-                return
-            self.seen_bound = -1 - answer  # a cycle reset the count, or staging has more room: offer again
+        seen, room = self.keys["seen"], self.keys["room"]
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            before, self.room = pipe.mget(seen, room)
+            before = int(before or 0)
+            self.room = min(self.staging_capacity, int(self.room or self.staging_capacity))
+            rows, slots = winners(before, draws, self.room)
+            pipe.multi()
+            pipe.set(seen, before + len(ids))
+            if rows:
+                pipe.hset(self.keys["staging"], mapping=dict(zip(slots, pack_many(ids, arrived, X, rows, texts))))
+
+        self.client.transaction(write, seen, room)
 
     def cycle(self, replace_fraction: float, rng: np.random.Generator,
               lease: tuple[str, str] | None = None, next_fraction: float | None = None) -> tuple[int, int]:

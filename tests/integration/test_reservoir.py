@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import redis
 
-from stream_dec.stream.reservoir import Reservoir, unpack
+from stream_dec.stream import reservoir as reservoir_module
+from stream_dec.stream.reservoir import Reservoir, unpack, winners
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import free_port, redis_binary, wait_for_port
 
@@ -74,7 +75,7 @@ def test_staging_is_algorithm_r_on_the_labelers_draws(client, name):
 
 
 def test_staging_stays_uniform_with_two_labelers_and_small_batches(client, name):
-    """Each labeler sends only samples that can still win; the sample must stay uniform across cycles."""
+    """Each labeler's offer reads the count the other moved; the sample must stay uniform across cycles."""
     labelers = [Reservoir(client, name, capacity=50, staging_capacity=50) for _ in range(2)]
     updater = Reservoir(client, name, capacity=50)
     rng = np.random.default_rng(4)
@@ -90,6 +91,27 @@ def test_staging_stays_uniform_with_two_labelers_and_small_batches(client, name)
     kept = counts / 40
     assert abs(kept[:300].mean() - 50 / 600) < 0.015 and abs(kept[300:].mean() - 50 / 600) < 0.015
     assert abs(kept[:50].mean() - 50 / 600) < 0.03  # the first samples after a reset are not favoured
+
+
+def test_an_offer_raced_by_a_cycle_is_made_again_on_the_new_count(client, name, monkeypatch):
+    """A cycle between an offer's read of the count and its write resets the count: the write
+    must not land on the old one (the offer watches it, and runs again)."""
+    X = np.zeros((20, 2), np.float32)
+    labeler, updater = Reservoir(client, name, capacity=10), Reservoir(client, name, capacity=10)
+    rng = np.random.default_rng(7)
+    labeler.offer(ids(20), X, 0.0, rng)
+    counts = []
+
+    def raced(before, draws, room):
+        if not counts:
+            updater.cycle(1.0, rng)  # on another connection, after the offer read the count
+        counts.append(before)
+        return winners(before, draws, room)
+
+    monkeypatch.setattr(reservoir_module, "winners", raced)
+    labeler.offer(ids(5, 100), X[:5], 0.0, rng)
+    assert counts == [20, 0]
+    assert updater.sizes() == {"window": 10, "staging": 5, "seen": 5}
 
 
 def test_staging_holds_only_what_the_next_cycle_takes(client, name):
@@ -123,10 +145,10 @@ def test_staging_room_rounds_as_the_cycle_does_and_grows_back(client, name):
     assert updater.cycle(0.5, rng) == (3, 5)  # no next fraction: the whole staging capacity again
     first.offer(ids(1), X[:1], 0.0, rng)  # learns the room again
     updater.cycle(0.5, rng, next_fraction=0.5)
-    first.offer(ids(1), X[:1], 0.0, rng)  # believes the room is 2, and the count is 1
+    first.offer(ids(1), X[:1], 0.0, rng)  # read a room of 2
     updater.cycle(0.5, rng)
     second.offer(ids(1), X[:1], 0.0, rng)  # the count is 1 again, but the room is 5 now
-    first.offer(ids(49, 1), X[:49], 0.0, rng)  # its count holds; its room is stale: it is asked again
+    first.offer(ids(49, 1), X[:49], 0.0, rng)  # reads the room afresh, not the one it saw last
     assert first.sizes()["staging"] == 5 and first.room == 5
 
 
