@@ -184,7 +184,7 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
 
     Each delay is split at the label's broker timestamp (CreateTime, set by the labeler's
     producer): ``in`` = produce -> label produced (input hop + labeler), ``out`` = label
-    produced -> read (output hop + reader). ``sent_rate`` is the rate the load generator
+    produced -> read (output hop + reader), each leg's p50 and p99 apart. ``sent_rate`` is the rate the load generator
     really reached; ``cpu`` the cores each process used meanwhile (the labeler, the
     broker, this process: load generator + reader).
     """
@@ -220,7 +220,8 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
         reader.close()
     total, inner = np.asarray(total) * 1000, np.asarray(inner) * 1000
     return {"p50": float(np.percentile(total, 50)), "p99": float(np.percentile(total, 99)),
-            "in_p50": float(np.percentile(inner, 50)), "out_p50": float(np.percentile(total - inner, 50)),
+            **{f"{leg}_{q}": float(np.percentile(delays, int(q[1:])))
+               for leg, delays in (("in", inner), ("out", total - inner)) for q in ("p50", "p99")},
             "sent_rate": sent_rate, "cpu": cpu}
 
 
@@ -356,8 +357,9 @@ def main() -> None:
             got = latency(bootstrap, version, words, rate, args.latency_seconds, broker.pid)
             print(f"latency at {rate:,.0f} msg/s (384-d float32, {got['sent_rate']:,.0f} reached): "
                   f"p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (target p99 <= 100 ms: "
-                  f"{'ok' if got['p99'] <= 100 else 'MISSED'}); p50 split: produce -> label produced "
-                  f"{got['in_p50']:.1f} ms, label -> read {got['out_p50']:.1f} ms; cores used: "
+                  f"{'ok' if got['p99'] <= 100 else 'MISSED'}); p50 / p99 split: produce -> label produced "
+                  f"{got['in_p50']:.1f} / {got['in_p99']:.1f} ms, label -> read {got['out_p50']:.1f} / "
+                  f"{got['out_p99']:.1f} ms; cores used: "
                   + ", ".join(f"{name} {used:.2f}" for name, used in got["cpu"].items()), flush=True)
         if args.rss:
             samples = rss_run(bootstrap, version, words, args.rss)

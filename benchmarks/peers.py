@@ -223,6 +223,8 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
         running.run = timed("labeler thread, all", running.run)
         for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
             setattr(running, name, timed(name, getattr(running, name)))
+        if running.sampler is not None:  # its own thread
+            running.sampler.reservoir.offer = timed("reservoir writer thread: offer", running.sampler.reservoir.offer)
 
     originals = {name: getattr(module, name) for name in ("input_messages", "decode_batch")}
     for name, function in originals.items():

@@ -255,19 +255,19 @@ class Reservoir:
         """Offer samples (and their texts, if any) to staging in one transaction (again if a
         cycle or another labeler moved the count meanwhile); raises ``redis.RedisError`` if down."""
         draws = rng.random(len(ids))
-        seen, room = self.keys["seen"], self.keys["room"]
+        seen_key, room_key = self.keys["seen"], self.keys["room"]
 
         def write(pipe: redis.client.Pipeline) -> None:
-            before, self.room = pipe.mget(seen, room)
-            before = int(before or 0)
-            self.room = min(self.staging_capacity, int(self.room or self.staging_capacity))
+            seen, room = pipe.mget(seen_key, room_key)  # watched: EXEC fails if either changes
+            before = int(seen or 0)
+            self.room = min(self.staging_capacity, int(room or self.staging_capacity))
             rows, slots = winners(before, draws, self.room)
             pipe.multi()
-            pipe.set(seen, before + len(ids))
+            pipe.set(seen_key, before + len(ids))
             if rows:
                 pipe.hset(self.keys["staging"], mapping=dict(zip(slots, pack_many(ids, arrived, X, rows, texts))))
 
-        self.client.transaction(write, seen, room)
+        self.client.transaction(write, seen_key, room_key)
 
     def cycle(self, replace_fraction: float, rng: np.random.Generator,
               lease: tuple[str, str] | None = None, next_fraction: float | None = None) -> tuple[int, int]:
