@@ -169,7 +169,7 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
         rng = np.random.default_rng(0)
         reservoir.offer([f"w{i}" for i in range(len(window))], window, time.time(), rng)
         reservoir.cycle(1.0, rng, next_fraction=config.reservoir.replace_fraction)
-    received, redis_cpu = client.info("stats")["total_net_input_bytes"], _cpu_seconds(client)
+    received, redis_cpu = client.info("stats")["total_net_input_bytes"], redis_cpu_seconds(client)
     running = build_labeler(config, Predictor(version, "cpu", config.labeler.precision),
                             Consumer(consumer_settings(config)), Producer(producer_settings(config)), reservoir=reservoir)
     if instrument is not None:
@@ -192,10 +192,10 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
     if offered or skipped:  # the reservoir writer skips a batch it has no room for: say how many
         received = client.info("stats")["total_net_input_bytes"] - received
         print(f"    reservoir: {offered:,} samples offered to Redis, {skipped:,} skipped; Redis received "
-              f"{received / 2**20:,.1f} MiB and used {_cpu_seconds(client) - redis_cpu:.2f} CPU-s", flush=True)
+              f"{received / 2**20:,.1f} MiB and used {redis_cpu_seconds(client) - redis_cpu:.2f} CPU-s", flush=True)
 
 
-def _cpu_seconds(client: redis.Redis) -> float:
+def redis_cpu_seconds(client: redis.Redis) -> float:
     """CPU seconds the Redis server has used (user + system)."""
     cpu = client.info("cpu")
     return cpu["used_cpu_user"] + cpu["used_cpu_sys"]

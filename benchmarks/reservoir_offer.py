@@ -1,0 +1,77 @@
+"""What the reservoir's offers cost, outside the stream: CPU microseconds per offered label
+of the offering thread and of the Redis server, and what Redis received.
+
+Starts its own ``redis-server``, fills a window with real embeddings (WordNet nouns, 768-d
+as the peers benchmark builds them), cycles it as an updater past its first version does
+(staging then keeps the 5,000 samples the next cycle takes), then offers batches of 2,048
+rows, the labeler's batch size. It uses only ``Reservoir``'s public methods, so the same
+script measures an older tree for an A/B.
+
+    python benchmarks/reservoir_offer.py                      # 3 rounds of 200,704 labels
+    python benchmarks/reservoir_offer.py --batches 200 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import time
+import uuid
+
+import numpy as np
+import redis
+
+from labeler_throughput import load
+from peers import redis_cpu_seconds
+from stream_dec.local import free_port, redis_binary, wait_for_port
+from stream_dec.stream.reservoir import Reservoir
+
+BATCH = 2048
+
+
+def offer_round(client: redis.Redis, X: np.ndarray, capacity: int, batches: int) -> dict:
+    """One fresh reservoir, cycled full, then ``batches`` offers of ``BATCH`` rows of ``X``."""
+    reservoir = Reservoir(client, f"offer-{uuid.uuid4().hex[:8]}", capacity)
+    rng = np.random.default_rng(0)
+    reservoir.offer([f"w{i}" for i in range(capacity)], X[:capacity], time.time(), rng)
+    reservoir.cycle(1.0, rng, next_fraction=0.5)
+    ids = [f"key-{i:08d}" for i in range(len(X))]
+    received = client.info("stats")["total_net_input_bytes"]
+    server, thread = redis_cpu_seconds(client), time.thread_time()
+    for b in range(batches):
+        start = (b * BATCH) % (len(X) - BATCH)
+        reservoir.offer(ids[start:start + BATCH], X[start:start + BATCH], time.time(), rng)
+    n = batches * BATCH
+    return {"thread": (time.thread_time() - thread) / n * 1e6, "redis": (redis_cpu_seconds(client) - server) / n * 1e6,
+            "received": (client.info("stats")["total_net_input_bytes"] - received) / 2**20,
+            "staging": reservoir.sizes()["staging"], "labels": n}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batches", type=int, default=98, help="offers per round (98 x 2,048 = 200,704 labels)")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--capacity", type=int, default=10_000, help="the window's size ([reservoir] capacity)")
+    args = parser.parse_args()
+    words, _ = load("wordnet", None)
+    X = np.ascontiguousarray(np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :768], dtype=np.float32)
+    port = free_port()
+    server = subprocess.Popen([redis_binary(), "--port", str(port), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.DEVNULL)
+    wait_for_port(port, server)
+    try:
+        client = redis.Redis(port=port)
+        print(f"{args.batches} offers of {BATCH:,} x 768-d float32 after a cycle, window {args.capacity:,}; "
+              f"hiredis: {redis.utils.HIREDIS_AVAILABLE}")
+        for r in range(1, args.rounds + 1):
+            got = offer_round(client, X, args.capacity, args.batches)
+            print(f"round {r}: {got['labels']:,} labels offered, offering thread {got['thread']:.2f} us CPU a label, "
+                  f"Redis {got['redis']:.2f} us CPU a label, Redis received {got['received']:,.1f} MiB, "
+                  f"staging {got['staging']:,}", flush=True)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+if __name__ == "__main__":
+    main()
