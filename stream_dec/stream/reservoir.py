@@ -11,8 +11,12 @@ Keys, for a model called NAME (``stream-dec:NAME:`` prefix):
 - ``room``: staging's capacity until the next cycle, if the last cycle set one.
 
 A packed sample is binary (no JSON): arrival time (float64), id length (uint16), the
-UTF-8 id, then the float32 vector (:func:`pack` / :func:`unpack`). A sample with a text
-(the input's optional JSON ``text``, kept for the cluster catalogue) stores its arrival
+UTF-8 id, then the vector (:func:`pack` / :func:`unpack`): float32, or bfloat16 followed
+by one marker byte (``precision="bfloat16"``: half the bytes to send and hold, each value
+within 2^-8 of itself, relative; a row with a value past bfloat16's range stays
+float32). A float32 vector's length is a multiple of 4, a bfloat16 one's is odd, so the
+two read apart, and samples written before bfloat16 read as they were. A sample with a
+text (the input's optional JSON ``text``, kept for the cluster catalogue) stores its arrival
 time negated (the sign bit marks it: a time is never negative, so samples written
 before texts existed read as they were) and carries the text's length (uint16) and
 UTF-8 bytes after the id. An id longer than 65,535 bytes or a text longer than 1,024
@@ -30,8 +34,8 @@ samples sent and held. Sample number ``s`` since the last cycle is kept with pro
 ``room / s``. An offer is one optimistic transaction, not a script: it watches the count
 and the room, reads them, and writes the count and only the batch's winners (the last
 of those drawing one slot) in one ``MULTI``/``EXEC``, done again if a cycle or another
-labeler changed either meanwhile. Redis then stores each sample as it arrives: handing
-thousands of 3 KiB samples through Lua cost it three times the CPU.
+labeler changed either meanwhile. Redis then stores each sample as it arrives, instead of
+copying it into a script and back.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
 were retained) followed by staged samples (a random choice of them when more are staged
@@ -54,6 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import redis
+import torch
 
 from stream_dec.config import RedisConfig
 from stream_dec.errors import StreamDecError
@@ -113,22 +118,48 @@ MAX_ID_BYTES = 65535
 MAX_TEXT_BYTES = 1024
 
 
-def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None = None) -> bytes:
+PRECISIONS = ("float32", "bfloat16")
+"""How a sample's vector is stored."""
+
+_BFLOAT16_MARK = b"\x02"
+
+
+def to_bfloat16(X: np.ndarray) -> np.ndarray:
+    """The upper halves of float32 values, rounded to nearest even: bfloat16 bits as uint16.
+
+    >>> to_bfloat16(np.array([1.0, 2.001, -3.5], "<f4"))
+    array([16256, 16384, 49248], dtype=uint16)
+    """
+    wide = torch.from_numpy(np.ascontiguousarray(X, dtype="<f4"))
+    return wide.to(torch.bfloat16).view(torch.int16).numpy().view("<u2")  # one vectorised pass, no temporaries
+
+
+def from_bfloat16(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bits (exact).
+
+    >>> from_bfloat16(to_bfloat16(np.array([1.0, 2.001, -3.5], "<f4")))
+    array([ 1. ,  2. , -3.5], dtype=float32)
+    """
+    return (np.asarray(bits, "<u2").astype(np.uint32) << 16).view(np.float32)
+
+
+def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None = None,
+         precision: str = "float32") -> bytes:
     """Binary form of one sample; an id past 65,535 UTF-8 bytes (a text past 1,024) is cut on a
     character boundary.
 
     >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4")))
     ('a', 1.5, array([1., 2.], dtype=float32), None)
-    >>> unpack(pack("a", 1.5, np.array([1, 2], "<f4"), "a fish"))
+    >>> unpack(pack("a", 1.5, np.array([1, 2.001], "<f4"), "a fish", precision="bfloat16"))
     ('a', 1.5, array([1., 2.], dtype=float32), 'a fish')
     >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2), ""))[0])
     32767
     """
-    return _head(identifier, arrived, text) + np.asarray(vector, "<f4").tobytes()
+    return pack_many([identifier], arrived, np.asarray(vector)[None], [0], [text], precision)[0]
 
 
 def pack_many(ids: list[str], arrived: float, X: np.ndarray, rows: list[int],
-              texts: list[str | None] | None = None) -> list[bytes]:
+              texts: list[str | None] | None = None, precision: str = "float32") -> list[bytes]:
     """The samples ``rows`` of a batch, each as :func:`pack` writes it, their vectors converted
     in one call.
 
@@ -137,11 +168,31 @@ def pack_many(ids: list[str], arrived: float, X: np.ndarray, rows: list[int],
     >>> samples == [pack("bc", 1.5, X[1]), pack("a", 1.5, X[0], "a fish")]
     True
     """
-    vectors = np.ascontiguousarray(X[rows], dtype="<f4")
-    size = vectors.shape[1] * 4 if vectors.ndim == 2 else 0
-    rows_bytes = memoryview(vectors.reshape(-1).view(np.uint8))
-    return [_head(ids[i], arrived, texts[i] if texts else None) + rows_bytes[k * size:(k + 1) * size]
-            for k, i in enumerate(rows)]
+    _check(precision)
+    return [b"".join((_head(ids[i], arrived, texts[i] if texts else None), *vector))
+            for i, vector in zip(rows, _vectors(np.asarray(X)[rows], precision))]
+
+
+def _check(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+
+
+def _vectors(X: np.ndarray, precision: str) -> list[tuple[memoryview, bytes]]:
+    """Each row's stored vector as (values, marker): float32, or bfloat16 and its marker
+    (float32 for a row with a value past bfloat16's range, which would round to infinity)."""
+    wide = _row_views(np.ascontiguousarray(X, dtype="<f4"))
+    if precision == "float32":
+        return [(row, b"") for row in wide]
+    half = to_bfloat16(X)
+    beyond = ((half & 0x7F80) == 0x7F80).any(axis=1).tolist()  # exponent all ones: infinity
+    return [(exact, b"") if out else (row, _BFLOAT16_MARK) for exact, row, out in zip(wide, _row_views(half), beyond)]
+
+
+def _row_views(A: np.ndarray) -> list[memoryview]:
+    """The bytes of each row of a C-contiguous 2-D array, not copied."""
+    flat, size = memoryview(A.reshape(-1).view(np.uint8)), A.shape[1] * A.itemsize
+    return [flat[k * size:(k + 1) * size] for k in range(len(A))]
 
 
 def winners(before: int, draws: np.ndarray, room: int) -> tuple[list[int], list[int]]:
@@ -202,9 +253,12 @@ def unpack(data: bytes) -> tuple[str, float, np.ndarray, str | None]:
         start += _TEXT_LENGTH.size
         text = data[start:start + size].decode("utf-8", errors="replace")
         start += size
-    if start > len(data) or (len(data) - start) % 4:
-        raise BadSample(f"{len(data)} bytes do not hold a {length}-byte id and a float32 vector")
-    return identifier, arrived, np.frombuffer(data, "<f4", offset=start), text
+    rest = len(data) - start
+    if rest >= 0 and rest % 4 == 0:
+        return identifier, arrived, np.frombuffer(data, "<f4", offset=start), text
+    if rest > 0 and rest % 2 == 1 and data[-1:] == _BFLOAT16_MARK:
+        return identifier, arrived, from_bfloat16(np.frombuffer(data, "<u2", rest // 2, start)), text
+    raise BadSample(f"{len(data)} bytes do not hold a {length}-byte id and a float32 or bfloat16 vector")
 
 
 @dataclass(frozen=True)
@@ -238,12 +292,17 @@ class Reservoir:
         Window size N.
     staging_capacity
         Most samples held in staging (defaults to N).
+    precision
+        How offered samples store their vectors (:data:`PRECISIONS`); any are read.
     """
 
-    def __init__(self, client: redis.Redis, name: str, capacity: int, staging_capacity: int | None = None) -> None:
+    def __init__(self, client: redis.Redis, name: str, capacity: int, staging_capacity: int | None = None,
+                 precision: str = "float32") -> None:
+        _check(precision)
         self.client = client
         self.capacity = capacity
         self.staging_capacity = staging_capacity or capacity
+        self.precision = precision
         prefix = f"stream-dec:{name}:"
         self.keys = {k: prefix + k for k in ("window", "staging", "seen", "kept", "dropped", "room")}
         self._cycle = client.register_script(_CYCLE)
@@ -265,7 +324,8 @@ class Reservoir:
             pipe.multi()
             pipe.set(seen_key, before + len(ids))
             if rows:
-                pipe.hset(self.keys["staging"], mapping=dict(zip(slots, pack_many(ids, arrived, X, rows, texts))))
+                samples = pack_many(ids, arrived, X, rows, texts, self.precision)
+                pipe.hset(self.keys["staging"], mapping=dict(zip(slots, samples)))
 
         self.client.transaction(write, seen_key, room_key)
 

@@ -114,6 +114,32 @@ def test_an_offer_raced_by_a_cycle_is_made_again_on_the_new_count(client, name, 
     assert updater.sizes() == {"window": 10, "staging": 5, "seen": 5}
 
 
+def test_bfloat16_and_float32_labelers_share_one_window(client, name):
+    """Labelers of either sample precision offer to one staging area; the window reads both,
+    the float32 samples exactly, the bfloat16 ones rounded, in half the Redis memory."""
+    X, _ = wordnet_slice(classes=4, per_class=50, seed=3)
+    half = Reservoir(client, name, capacity=200, precision="bfloat16")
+    wide, updater = Reservoir(client, name, capacity=200), Reservoir(client, name, capacity=200)
+    rng = np.random.default_rng(8)
+    half.offer(ids(100), X[:100], 0.0, rng)
+    wide.offer(ids(100, 100), X[100:], 0.0, rng)
+    updater.cycle(1.0, rng)
+    window = updater.window()
+    rows = np.array([int(i[1:]) for i in window.ids])
+    assert sorted(rows.tolist()) == list(range(200)) and window.X.dtype == np.float32
+    rounded, exact = rows < 100, rows >= 100
+    assert np.array_equal(window.X[exact], X[rows[exact]])
+    assert np.all(np.abs(window.X[rounded] - X[rows[rounded]]) <= 2.0 ** -8 * np.abs(X[rows[rounded]]))
+    assert not np.array_equal(window.X[rounded], X[rows[rounded]])
+    half.offer(ids(200), X, 0.0, rng)
+    wide = Reservoir(client, f"{name}-wide", capacity=200)
+    wide.offer(ids(200), X, 0.0, rng)
+    try:
+        assert client.memory_usage(half.keys["staging"]) < 0.55 * client.memory_usage(wide.keys["staging"])
+    finally:
+        client.delete(*wide.keys.values())
+
+
 def test_staging_holds_only_what_the_next_cycle_takes(client, name):
     """Between cycles staging keeps capacity - kept samples (the room the next cycle fills), not
     the whole window: as uniform a sample, half the samples sent and held at replace_fraction 0.5."""
