@@ -164,7 +164,8 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
     updater past its first version does (staging then keeps what the next cycle takes),
     instead of a new deployment's empty reservoir."""
     client = redis.Redis.from_url(config.redis.url)
-    reservoir = Reservoir(client, f"peers-{uuid.uuid4().hex[:8]}", config.reservoir.capacity)
+    reservoir = Reservoir(client, f"peers-{uuid.uuid4().hex[:8]}", config.reservoir.capacity,
+                          precision=config.reservoir.sample_precision)
     if window is not None:
         rng = np.random.default_rng(0)
         reservoir.offer([f"w{i}" for i in range(len(window))], window, time.time(), rng)

@@ -540,7 +540,7 @@ def run_serve(args: argparse.Namespace) -> None:
         client = reservoirs.connect(config.redis)
         _check_redis(client, config.redis.url, outage_is_fatal=False)
         reservoir = reservoirs.Reservoir(client, config.model.name, config.reservoir.capacity,
-                                         config.reservoir.staging_capacity or None)
+                                         config.reservoir.staging_capacity or None, config.reservoir.sample_precision)
     transactional = transactional_id(config.labeler) if config.labeler.delivery == "exactly-once" else None
     predictor = Predictor(version, config.labeler.device, config.labeler.precision) if version else None
     consumer = Consumer({**consumer_settings(config), "on_commit": commit_callback(metrics)})

@@ -557,12 +557,17 @@ class ReservoirConfig:
         Fraction of the window replaced by new samples at each update cycle.
     sample_rate
         Fraction of labelled inputs a labeler offers to the reservoir.
+    sample_precision
+        How a labeler stores the vectors it offers: ``"bfloat16"`` (half the bytes to send
+        and hold; each value within 2^-8 of itself, relative) or ``"float32"`` (exact).
+        Samples of either are read.
     """
 
     capacity: int = 10_000
     staging_capacity: int = 0
     replace_fraction: float = 0.5
     sample_rate: float = 1.0
+    sample_precision: Literal["float32", "bfloat16"] = "bfloat16"
 
     def __post_init__(self) -> None:
         require(self.capacity >= 2, "capacity", ">= 2", self.capacity)

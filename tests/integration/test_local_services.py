@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
 
 from stream_dec.config import load_config
+from stream_dec.stream.reservoir import from_bfloat16, to_bfloat16, unpack
 from tests.conftest import ROOT, wordnet_slice
 from tests.integration.conftest import float32_record, produce, read_all
 
@@ -44,6 +46,10 @@ def test_serve_local_labels_against_the_local_services(tmp_path, model_dir):
         finally:
             labeler.send_signal(signal.SIGTERM)
             assert labeler.wait(30) == 0, log.read_text()[-2000:]
+        staged = redis.Redis.from_url(redis_url).hvals(f"stream-dec:{config.model.name}:staging")
+        samples = {identifier: vector for identifier, _, vector, _ in map(unpack, staged)}
+        assert sorted(samples) == sorted(f"k{i}" for i in range(len(X)))  # sampled, in bfloat16 (the default)
+        assert all(np.array_equal(samples[f"k{i}"], from_bfloat16(to_bfloat16(x))) for i, x in enumerate(X))
     finally:
         services.send_signal(signal.SIGTERM)
         assert services.wait(30) == 0
