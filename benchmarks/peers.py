@@ -10,6 +10,8 @@ group and its own labels topic:
 - ``labeler-unsampled``: the same with ``sample_rate = 0``: what reservoir sampling costs;
 - ``labeler-float32``: the same with ``precision = "float32"``: what the folded bfloat16
   model step saves (the same labels; nothing where ``auto`` picks float32);
+- ``labeler-samples-float32``: the same with ``[reservoir] sample_precision = "float32"``:
+  what bfloat16 samples save;
 - ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
   one model call, produce each label, ``flush``, synchronous commit;
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
@@ -170,7 +172,8 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
         rng = np.random.default_rng(0)
         reservoir.offer([f"w{i}" for i in range(len(window))], window, time.time(), rng)
         reservoir.cycle(1.0, rng, next_fraction=config.reservoir.replace_fraction)
-    received, redis_cpu = client.info("stats")["total_net_input_bytes"], redis_cpu_seconds(client)
+    received = client.info("stats")["total_net_input_bytes"]
+    redis_cpu = redis_cpu_seconds(client)
     running = build_labeler(config, Predictor(version, "cpu", config.labeler.precision),
                             Consumer(consumer_settings(config)), Producer(producer_settings(config)), reservoir=reservoir)
     if instrument is not None:
@@ -242,16 +245,12 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
         print(f"| {name} | {seconds / n * 1e6:.1f} |")
 
 
-def unsampled(config, version, n: int, marks: list) -> None:
-    """The labeler with ``sample_rate = 0``: what the reservoir costs."""
-    labeler(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=0.0)),
-            version, n, marks)
-
-
-def float32(config, version, n: int, marks: list, window: np.ndarray | None = None) -> None:
-    """The labeler with ``precision = "float32"``: what the folded bfloat16 model step saves."""
-    labeler(dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, precision="float32")),
-            version, n, marks, window=window)
+def variant(section: str, **changes) -> Callable:
+    """The :func:`labeler` peer with fields of ``[section]`` changed: what one setting costs."""
+    def run(config, version, n: int, marks: list, window: np.ndarray | None = None) -> None:
+        changed = dataclasses.replace(config, **{section: dataclasses.replace(getattr(config, section), **changes)})
+        labeler(changed, version, n, marks, window=window)
+    return run
 
 
 def fresh(backlog, name: str):
@@ -360,8 +359,11 @@ def main() -> None:
                        version, args.messages, window)
             return
         peers = {"labeler": (functools.partial(labeler, window=window), args.messages),
-                 "labeler-unsampled": (unsampled, args.messages),
-                 "labeler-float32": (functools.partial(float32, window=window), args.messages),
+                 "labeler-unsampled": (variant("reservoir", sample_rate=0.0), args.messages),
+                 "labeler-float32": (functools.partial(variant("labeler", precision="float32"), window=window),
+                                     args.messages),
+                 "labeler-samples-float32": (functools.partial(variant("reservoir", sample_precision="float32"),
+                                                               window=window), args.messages),
                  "batch-loop": (batch_loop, args.messages),
                  "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = {"labeler", *args.peers.split(",")}
