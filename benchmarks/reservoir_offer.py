@@ -4,11 +4,12 @@ of the offering thread and of the Redis server, and what Redis received.
 Starts its own ``redis-server``, fills a window with real embeddings (WordNet nouns, 768-d
 as the peers benchmark builds them), cycles it as an updater past its first version does
 (staging then keeps the 5,000 samples the next cycle takes), then offers batches of 2,048
-rows, the labeler's batch size. It uses only ``Reservoir``'s public methods, so the same
-script measures an older tree for an A/B.
+rows, the labeler's batch size, for each sample precision in turn. It uses only
+``Reservoir``'s public methods, so the same script measures an older tree for an A/B
+(``--precisions float32`` there: older trees store nothing else).
 
-    python benchmarks/reservoir_offer.py                      # 3 rounds of 200,704 labels
-    python benchmarks/reservoir_offer.py --batches 200 --rounds 5
+    python benchmarks/reservoir_offer.py                      # 3 rounds of 200,704 labels, each precision
+    python benchmarks/reservoir_offer.py --batches 200 --rounds 5 --precisions bfloat16
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uuid
 
 import numpy as np
 import redis
+import torch
 
 from labeler_throughput import load
 from peers import redis_cpu_seconds
@@ -29,9 +31,11 @@ from stream_dec.stream.reservoir import Reservoir
 BATCH = 2048
 
 
-def offer_round(client: redis.Redis, X: np.ndarray, capacity: int, batches: int) -> dict:
+def offer_round(client: redis.Redis, X: np.ndarray, capacity: int, batches: int, precision: str) -> dict:
     """One fresh reservoir, cycled full, then ``batches`` offers of ``BATCH`` rows of ``X``."""
-    reservoir = Reservoir(client, f"offer-{uuid.uuid4().hex[:8]}", capacity)
+    name = f"offer-{uuid.uuid4().hex[:8]}"
+    reservoir = (Reservoir(client, name, capacity) if precision == "float32"
+                 else Reservoir(client, name, capacity, precision=precision))
     rng = np.random.default_rng(0)
     reservoir.offer([f"w{i}" for i in range(capacity)], X[:capacity], time.time(), rng)
     reservoir.cycle(1.0, rng, next_fraction=0.5)
@@ -52,7 +56,10 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=98, help="offers per round (98 x 2,048 = 200,704 labels)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--capacity", type=int, default=10_000, help="the window's size ([reservoir] capacity)")
+    parser.add_argument("--precisions", nargs="+", default=["float32", "bfloat16"],
+                        help="sample precisions, interleaved in each round ([reservoir] sample_precision)")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # as a labeler runs ([labeler] threads): bfloat16 conversion is a torch call
     words, _ = load("wordnet", None)
     X = np.ascontiguousarray(np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :768], dtype=np.float32)
     port = free_port()
@@ -64,10 +71,11 @@ def main() -> None:
         print(f"{args.batches} offers of {BATCH:,} x 768-d float32 after a cycle, window {args.capacity:,}; "
               f"hiredis: {redis.utils.HIREDIS_AVAILABLE}")
         for r in range(1, args.rounds + 1):
-            got = offer_round(client, X, args.capacity, args.batches)
-            print(f"round {r}: {got['labels']:,} labels offered, offering thread {got['thread']:.2f} us CPU a label, "
-                  f"Redis {got['redis']:.2f} us CPU a label, Redis received {got['received']:,.1f} MiB, "
-                  f"staging {got['staging']:,}", flush=True)
+            for precision in args.precisions:
+                got = offer_round(client, X, args.capacity, args.batches, precision)
+                print(f"round {r} {precision}: {got['labels']:,} labels offered, offering thread {got['thread']:.2f} "
+                      f"us CPU a label, Redis {got['redis']:.2f} us CPU a label, Redis received "
+                      f"{got['received']:,.1f} MiB, staging {got['staging']:,}", flush=True)
     finally:
         server.terminate()
         server.wait(10)
