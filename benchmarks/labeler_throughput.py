@@ -184,9 +184,9 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
 
     Each delay is split at the label's broker timestamp (CreateTime, set by the labeler's
     producer): ``in`` = produce -> label produced (input hop + labeler), ``out`` = label
-    produced -> read (output hop + reader), each leg's p50 and p99 apart. ``sent_rate`` is the rate the load generator
-    really reached; ``cpu`` the cores each process used meanwhile (the labeler, the
-    broker, this process: load generator + reader).
+    produced -> read (output hop + reader), each leg's p50 and p99 apart. ``sent_rate``
+    is the rate the load generator really reached; ``cpu`` the cores each process used
+    meanwhile (the labeler, the broker, this process: load generator + reader).
     """
     process, config = serve_process(bootstrap, version, max_wait_ms=5)
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}", "enable.auto.commit": False,

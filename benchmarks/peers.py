@@ -200,6 +200,21 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
               f"{received / 2**20:,.1f} MiB and used {redis_cpu_seconds(client) - redis_cpu:.2f} CPU-s", flush=True)
 
 
+def start_redis() -> tuple[subprocess.Popen, int]:
+    """A redis-server of its own, nothing persisted, on a free port: (process, port)."""
+    port = free_port()
+    process = subprocess.Popen([redis_binary(), "--port", str(port), "--save", "", "--appendonly", "no"],
+                               stdout=subprocess.DEVNULL)
+    wait_for_port(port, process)
+    return process, port
+
+
+def embeddings(dim: int) -> np.ndarray:
+    """The backlog's rows: wordnet's 384-d embeddings, else two side by side, cut to ``dim``."""
+    words, _ = load("wordnet", None)
+    return words if dim == 384 else np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :dim]
+
+
 def redis_cpu_seconds(client: redis.Redis) -> float:
     """CPU seconds the Redis server has used (user + system)."""
     cpu = client.info("cpu")
@@ -341,13 +356,9 @@ def main() -> None:
     torch.set_num_threads(1)  # [labeler] threads' default; the broker and the clients need the other core
     bootstrap, content_type = f"127.0.0.1:{args.port}", FORMATS[args.format]
     broker = start_broker(args.port)
-    redis_port = free_port()
-    redis_server = subprocess.Popen([redis_binary(), "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                                    stdout=subprocess.DEVNULL)
-    wait_for_port(redis_port, redis_server)
+    redis_server, redis_port = start_redis()
     try:
-        words, _ = load("wordnet", None)
-        X = words if args.dim == 384 else np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :args.dim]
+        X = embeddings(args.dim)
         base = service_config(bootstrap, content_type, as_mapping=True)
         base["redis"] = {"url": f"redis://127.0.0.1:{redis_port}/0"}
         base["labeler"] = {k: v for k, v in base["labeler"].items() if k in ("group_id", "content_type", "device")}

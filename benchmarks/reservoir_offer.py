@@ -15,7 +15,6 @@ rows, the labeler's batch size, for each sample precision in turn. It uses only
 from __future__ import annotations
 
 import argparse
-import subprocess
 import time
 import uuid
 
@@ -23,9 +22,7 @@ import numpy as np
 import redis
 import torch
 
-from labeler_throughput import load
-from peers import redis_cpu_seconds
-from stream_dec.local import free_port, redis_binary, wait_for_port
+from peers import embeddings, redis_cpu_seconds, start_redis
 from stream_dec.stream.reservoir import Reservoir
 
 BATCH = 2048
@@ -60,12 +57,8 @@ def main() -> None:
                         help="sample precisions, interleaved in each round ([reservoir] sample_precision)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a labeler runs ([labeler] threads): bfloat16 conversion is a torch call
-    words, _ = load("wordnet", None)
-    X = np.ascontiguousarray(np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:, :768], dtype=np.float32)
-    port = free_port()
-    server = subprocess.Popen([redis_binary(), "--port", str(port), "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL)
-    wait_for_port(port, server)
+    X = np.ascontiguousarray(embeddings(768), dtype=np.float32)
+    server, port = start_redis()
     try:
         client = redis.Redis(port=port)
         print(f"{args.batches} offers of {BATCH:,} x 768-d float32 after a cycle, window {args.capacity:,}; "

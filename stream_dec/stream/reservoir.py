@@ -181,12 +181,13 @@ def _check(precision: str) -> None:
 def _vectors(X: np.ndarray, precision: str) -> list[tuple[memoryview, bytes]]:
     """Each row's stored vector as (values, marker): float32, or bfloat16 and its marker
     (float32 for a row with a value past bfloat16's range, which would round to infinity)."""
-    wide = _row_views(np.ascontiguousarray(X, dtype="<f4"))
+    wide = np.ascontiguousarray(X, dtype="<f4")
     if precision == "float32":
-        return [(row, b"") for row in wide]
-    half = to_bfloat16(X)
+        return [(row, b"") for row in _row_views(wide)]
+    half = to_bfloat16(wide)
     beyond = ((half & 0x7F80) == 0x7F80).any(axis=1).tolist()  # exponent all ones: infinity
-    return [(exact, b"") if out else (row, _BFLOAT16_MARK) for exact, row, out in zip(wide, _row_views(half), beyond)]
+    return [(exact, b"") if out else (row, _BFLOAT16_MARK)
+            for exact, row, out in zip(_row_views(wide), _row_views(half), beyond)]
 
 
 def _row_views(A: np.ndarray) -> list[memoryview]:
