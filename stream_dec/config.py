@@ -561,6 +561,10 @@ class ReservoirConfig:
         How a labeler stores the vectors it offers: ``"bfloat16"`` (half the bytes to send
         and hold; each value within 2^-8 of itself, relative) or ``"float32"`` (exact).
         Samples of either are read.
+    write_interval_ms
+        How often a labeler writes to Redis (ms); in between it keeps a uniform sample of
+        what it labelled in memory (at most ``staging_capacity`` vectors, float32) and
+        writes only what a merge into staging takes from it. 0 writes after each batch.
     """
 
     capacity: int = 10_000
@@ -568,12 +572,14 @@ class ReservoirConfig:
     replace_fraction: float = 0.5
     sample_rate: float = 1.0
     sample_precision: Literal["float32", "bfloat16"] = "bfloat16"
+    write_interval_ms: int = 1000
 
     def __post_init__(self) -> None:
         require(self.capacity >= 2, "capacity", ">= 2", self.capacity)
         require(self.staging_capacity >= 0, "staging_capacity", ">= 0", self.staging_capacity)
         require(0 < self.replace_fraction <= 1, "replace_fraction", "in (0, 1]", self.replace_fraction)
         require(0 <= self.sample_rate <= 1, "sample_rate", "in [0, 1]", self.sample_rate)
+        require(self.write_interval_ms >= 0, "write_interval_ms", ">= 0", self.write_interval_ms)
 
 
 @dataclass(frozen=True)

@@ -290,9 +290,10 @@ class Labeler:
     follower
         Reads the versions topic; a newer valid version replaces the predictor between
         batches (no batch mixes versions).
-    reservoir, sample_rate
-        Receives a ``sample_rate`` share of each batch after delivery, before commit.
-        Redis being down only counts samples as skipped: labels keep flowing.
+    reservoir, sample_rate, write_interval_s
+        Receives a ``sample_rate`` share of each batch after delivery, before commit,
+        written to Redis once every ``write_interval_s`` (:class:`SampleWriter`). Redis
+        being down only counts samples as skipped: labels keep flowing.
 
     :func:`build_labeler` wires one from a whole config.
     """
@@ -300,7 +301,7 @@ class Labeler:
     def __init__(self, settings: LabelerConfig, topics: TopicsConfig, predictor: Predictor | None,
                  consumer: Consumer, producer: Producer, metrics: LabelerMetrics | None = None,
                  follower: VersionFollower | None = None, reservoir: Reservoir | None = None,
-                 sample_rate: float = 1.0) -> None:
+                 sample_rate: float = 1.0, write_interval_s: float = 1.0) -> None:
         self.settings, self.topics, self.sample_rate = settings, topics, sample_rate
         self.predictor = predictor
         self.consumer = consumer
@@ -324,7 +325,8 @@ class Labeler:
         """Cold start: per partition, the offset after the last one already offered to the reservoir."""
         self.rng = np.random.default_rng()
         self.sampler = None if reservoir is None else SampleWriter(
-            reservoir, self.metrics.samples_offered.inc, self.metrics.samples_skipped.inc, retry_s=self.backoff.max)
+            reservoir, self.metrics.samples_offered.inc, self.metrics.samples_skipped.inc, retry_s=self.backoff.max,
+            write_interval_s=write_interval_s)
 
     def run(self) -> None:
         """Label until :attr:`stop` is set, then finish the batch in flight and leave the group.
@@ -578,6 +580,7 @@ def build_labeler(config: Config, predictor: Predictor | None, consumer: Consume
                   metrics: LabelerMetrics | None = None, follower: VersionFollower | None = None,
                   reservoir: Reservoir | None = None) -> Labeler:
     """A :class:`Labeler` given the sections of ``config`` it uses (``[labeler]``, ``[topics]``, the
-    reservoir's ``sample_rate``)."""
+    reservoir's ``sample_rate`` and ``write_interval_ms``)."""
     return Labeler(config.labeler, config.topics, predictor, consumer, producer, metrics, follower, reservoir,
-                   sample_rate=config.reservoir.sample_rate)
+                   sample_rate=config.reservoir.sample_rate,
+                   write_interval_s=config.reservoir.write_interval_ms / 1000)

@@ -24,18 +24,20 @@ bytes is cut on a character boundary. Reading tolerates what it cannot parse: a
 corrupt sample, or one of another width than the model's, is removed from Redis and
 counted (:attr:`WindowSamples.removed`), never fatal to the updater.
 
-Staging is a uniform reservoir sample (Vitter's Algorithm R on the labeler's draws,
-:func:`winners`): whatever the stream rate, it holds at most ``staging_capacity`` samples,
-each offered sample having the same chance to be there. A cycle told the next one's
-``replace_fraction`` sets ``room`` to what that cycle will take (``capacity - kept``: half
-a full window at 0.5), and staging holds no more until then: a uniform sample of that
-size is what the cycle's random choice among a larger staging area gave, for fewer
-samples sent and held. Sample number ``s`` since the last cycle is kept with probability
-``room / s``. An offer is one optimistic transaction, not a script: it watches the count
-and the room, reads them, and writes the count and only the batch's winners (the last
-of those drawing one slot) in one ``MULTI``/``EXEC``, done again if a cycle or another
-labeler changed either meanwhile. Redis then stores each sample as it arrives, instead of
-copying it into a script and back.
+Staging is a uniform reservoir sample: whatever the stream rate, it holds at most
+``staging_capacity`` samples, each offered sample having the same chance to be there. A
+cycle told the next one's ``replace_fraction`` sets ``room`` to what that cycle will take
+(``capacity - kept``: half a full window at 0.5), and staging holds no more until then: a
+uniform sample of that size is what the cycle's random choice among a larger staging area
+gave, for fewer samples sent and held. A labeler keeps its own uniform sample of what it
+labelled (:class:`~stream_dec.stream.sampling.LocalSample`, in :class:`SampleWriter`) and
+:meth:`Reservoir.write` merges it into staging exactly
+(:func:`~stream_dec.stream.sampling.merge`), once a ``write_interval_s``: most samples
+Algorithm R would have sent one by one are overwritten before the next cycle, and are
+never sent. A write is one optimistic transaction, not a script: it watches the count and
+the room, reads them, and writes the count and only the merged rows in one
+``MULTI``/``EXEC``, done again if a cycle or another labeler changed either meanwhile.
+Redis then stores each sample as it arrives, instead of copying it into a script and back.
 :meth:`Reservoir.cycle` is one Lua script, so atomic: the new window is a random
 ``1 - replace_fraction`` of the old one (laid first, so the updater knows which rows
 were retained) followed by staged samples (a random choice of them when more are staged
@@ -62,6 +64,7 @@ import torch
 
 from stream_dec.config import RedisConfig
 from stream_dec.errors import StreamDecError
+from stream_dec.stream.sampling import LocalSample, merge
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +161,10 @@ def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None =
     return pack_many([identifier], arrived, np.asarray(vector)[None], [0], [text], precision)[0]
 
 
-def pack_many(ids: list[str], arrived: float, X: np.ndarray, rows: list[int],
+def pack_many(ids: list[str], arrived: float | np.ndarray, X: np.ndarray, rows: list[int],
               texts: list[str | None] | None = None, precision: str = "float32") -> list[bytes]:
     """The samples ``rows`` of a batch, each as :func:`pack` writes it, their vectors converted
-    in one call.
+    in one call; ``arrived`` is one time for all rows, or each row's.
 
     >>> X = np.array([[1, 2], [3, 4]], "<f4")
     >>> samples = pack_many(["a", "bc"], 1.5, X, [1, 0], ["a fish", None])
@@ -169,7 +172,8 @@ def pack_many(ids: list[str], arrived: float, X: np.ndarray, rows: list[int],
     True
     """
     _check(precision)
-    return [b"".join((_head(ids[i], arrived, texts[i] if texts else None), *vector))
+    times = np.broadcast_to(np.asarray(arrived, np.float64), (len(ids),)).tolist()
+    return [b"".join((_head(ids[i], times[i], texts[i] if texts else None), *vector))
             for i, vector in zip(rows, _vectors(np.asarray(X)[rows], precision))]
 
 
@@ -194,26 +198,6 @@ def _row_views(A: np.ndarray) -> list[memoryview]:
     """The bytes of each row of a C-contiguous 2-D array, not copied."""
     flat, size = memoryview(A.reshape(-1).view(np.uint8)), A.shape[1] * A.itemsize
     return [flat[k * size:(k + 1) * size] for k in range(len(A))]
-
-
-def winners(before: int, draws: np.ndarray, room: int) -> tuple[list[int], list[int]]:
-    """Algorithm R for a batch: (rows, slots) of the samples that enter staging, when
-    ``before`` samples were offered since the last cycle and staging has ``room`` slots.
-
-    Row ``i`` is sample number ``s = before + i + 1``: it fills slot ``s - 1`` while
-    ``s <= room``, then replaces slot ``floor(draws[i] * s)`` when that is below ``room``.
-    Of two rows drawing one slot only the later is kept: it would overwrite the other.
-
-    >>> winners(0, np.array([0.9, 0.9, 0.1, 0.6]), 2)  # fills slots 0 and 1; 0.1 * 3 -> slot 0
-    ([2, 1], [0, 1])
-    >>> winners(10, np.array([0.5, 0.05]), 2)  # 0.5 * 11 -> 5, not a slot; 0.05 * 12 -> 0
-    ([1], [0])
-    """
-    seen = before + np.arange(1, len(draws) + 1)
-    slots = np.where(seen <= room, seen - 1, np.floor(draws * seen)).astype(np.int64)
-    rows = np.flatnonzero(slots < room)[::-1]  # latest first: np.unique keeps each slot's first
-    taken, first = np.unique(slots[rows], return_index=True)
-    return rows[first].tolist(), taken.tolist()
 
 
 def _head(identifier: str, arrived: float, text: str | None) -> bytes:
@@ -312,20 +296,24 @@ class Reservoir:
 
     def offer(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator,
               texts: list[str | None] | None = None) -> None:
-        """Offer samples (and their texts, if any) to staging in one transaction (again if a
-        cycle or another labeler moved the count meanwhile); raises ``redis.RedisError`` if down."""
-        draws = rng.random(len(ids))
+        """Offer a batch of samples (and their texts, if any) to staging: :meth:`write` of the batch."""
+        self.write(LocalSample.of(ids, X, arrived, texts), rng)
+
+    def write(self, sample: LocalSample, rng: np.random.Generator) -> None:
+        """Merge a uniform sample of new rows into staging (:func:`merge`) in one transaction,
+        made again if a cycle or another labeler moved the count meanwhile; raises
+        ``redis.RedisError`` if Redis is down."""
         seen_key, room_key = self.keys["seen"], self.keys["room"]
 
         def write(pipe: redis.client.Pipeline) -> None:
             seen, room = pipe.mget(seen_key, room_key)  # watched: EXEC fails if either changes
             before = int(seen or 0)
             self.room = min(self.staging_capacity, int(room or self.staging_capacity))
-            rows, slots = winners(before, draws, self.room)
+            rows, slots = merge(before, sample.offered, sample.held, self.room, rng)
             pipe.multi()
-            pipe.set(seen_key, before + len(ids))
+            pipe.set(seen_key, before + sample.offered)
             if rows:
-                samples = pack_many(ids, arrived, X, rows, texts, self.precision)
+                samples = pack_many(sample.ids, sample.arrived, sample.X, rows, sample.texts, self.precision)
                 pipe.hset(self.keys["staging"], mapping=dict(zip(slots, samples)))
 
         self.client.transaction(write, seen_key, room_key)
@@ -416,21 +404,32 @@ def connect(config: RedisConfig) -> redis.Redis:
                                 **tls)
 
 
+_WRITE_NOW = object()
+"""Queued by :meth:`SampleWriter.flush`: write the local sample now."""
+
+
 class SampleWriter:
     """Offers samples to a :class:`Reservoir` from a thread of its own, so that writing them
-    never holds a batch of labels (a sample of a 768-d vector is 3 KiB on the wire).
+    never holds a batch of labels (a sample of a 768-d vector is 1.5-3 KiB on the wire).
 
-    :meth:`submit` hands a batch over and returns at once; at most ``backlog`` batches
-    wait, and a batch beyond that is skipped (``on_skipped`` counts it), as is one offered
-    while Redis is down (then nothing is tried for ``retry_s``). ``wait=True`` (a cold
-    start, when every sample is wanted and nothing else is to be done) waits for room
-    instead. :meth:`close` writes what is waiting, then stops the thread.
+    The thread adds each batch to a :class:`~stream_dec.stream.sampling.LocalSample` of up
+    to the reservoir's ``staging_capacity`` rows, and merges it into staging
+    (:meth:`Reservoir.write`) ``write_interval_s`` after the first batch it holds (0:
+    after each batch), on :meth:`flush`, and on :meth:`close`. ``on_offered`` counts the
+    rows a write covered; ``on_skipped`` those lost: a batch beyond the ``backlog`` of
+    batches waiting, or offered while Redis is down (then nothing is tried for
+    ``retry_s``), and the local sample of a failed write. ``wait=True`` (a cold start,
+    when every sample is wanted and nothing else is to be done) waits for room instead,
+    and is written at once.
     """
 
     def __init__(self, reservoir: Reservoir, on_offered: Callable[[int], None],
-                 on_skipped: Callable[[int], None], backlog: int = 2, retry_s: float = 5.0) -> None:
+                 on_skipped: Callable[[int], None], backlog: int = 2, retry_s: float = 5.0,
+                 write_interval_s: float = 1.0) -> None:
         self.reservoir, self.on_offered, self.on_skipped, self.retry_s = reservoir, on_offered, on_skipped, retry_s
+        self.write_interval_s = write_interval_s
         self.queue: queue.Queue = queue.Queue(maxsize=backlog)
+        self.local = LocalSample(reservoir.staging_capacity)
         self.rng = np.random.default_rng()
         self.retry_at = 0.0
         self.thread = threading.Thread(target=self._run, name="reservoir-writer", daemon=True)
@@ -439,7 +438,7 @@ class SampleWriter:
     def submit(self, ids: list[str], X: np.ndarray, texts: list[str | None] | None = None,
                wait: bool = False) -> None:
         """Offer ``ids``/``X``/``texts`` (not modified afterwards by the caller) in the background."""
-        item = (ids, X, texts, time.time())
+        item = (ids, X, texts, time.time(), wait)
         try:
             self.queue.put(item, block=wait)
         except queue.Full:
@@ -447,25 +446,51 @@ class SampleWriter:
 
     def flush(self) -> None:
         """Wait until every batch submitted so far was written or skipped."""
+        self.queue.put(_WRITE_NOW)
         self.queue.join()
 
     def close(self, timeout: float = 30.0) -> None:
+        """Write what is held and waiting, then stop the thread."""
         self.queue.put(None)
         self.thread.join(timeout)
 
     def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            ids, X, texts, arrived = item
+        due = math.inf  # when the local sample is written: write_interval_s after its first batch
+        while True:
             try:
+                item = self.queue.get(timeout=None if due == math.inf else max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                due = self._write()
+                continue
+            try:
+                if item is None or item is _WRITE_NOW:
+                    due = self._write()
+                    if item is None:
+                        return
+                    continue
+                ids, X, texts, arrived, wait = item
                 if time.monotonic() < self.retry_at:
                     self.on_skipped(len(ids))
                     continue
-                self.reservoir.offer(ids, X, arrived, self.rng, texts)
-                self.on_offered(len(ids))
+                self.local.add(ids, X, arrived, self.rng, texts)
+                due = min(due, time.monotonic() + self.write_interval_s)
+                if wait or time.monotonic() >= due:
+                    due = self._write()
+            finally:
+                self.queue.task_done()
+
+    def _write(self) -> float:
+        """Merge the local sample into staging, or count it skipped if Redis is down; start
+        a new one. Returns when the next is due (none yet)."""
+        offered = self.local.offered
+        if offered:
+            try:
+                self.reservoir.write(self.local, self.rng)
+                self.on_offered(offered)
             except redis.RedisError as exc:
-                self.on_skipped(len(ids))
+                self.on_skipped(offered)
                 self.retry_at = time.monotonic() + self.retry_s
                 log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
             finally:
-                self.queue.task_done()
-        self.queue.task_done()
+                self.local.clear()
+        return math.inf

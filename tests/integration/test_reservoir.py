@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from stream_dec.stream import reservoir as reservoir_module
-from stream_dec.stream.reservoir import Reservoir, unpack, winners
+from stream_dec.stream.reservoir import Reservoir, unpack
+from stream_dec.stream.sampling import LocalSample, merge
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import free_port, redis_binary, wait_for_port
 
@@ -58,39 +59,32 @@ def test_staging_is_a_uniform_sample(client, name):
     assert abs(early - 0.1) < 0.03 and abs(late - 0.1) < 0.03  # each of 500 kept with p = 50/500
 
 
-def test_staging_is_algorithm_r_on_the_labelers_draws(client, name):
-    """Sample s replaces slot floor(draw * s) when that is below the capacity; of two samples of
-    one batch drawing the same slot, the later stays."""
-    reservoir = Reservoir(client, name, capacity=50)
-    X = np.zeros((100, 2), np.float32)
-    expected: dict[int, str] = {}
-    for start in range(0, 1000, 100):
-        reservoir.offer(ids(100, start), X, 0.0, np.random.default_rng(start))
-        for s, draw in enumerate(np.random.default_rng(start).random(100), start + 1):  # offer()'s draws
-            slot = s - 1 if s <= 50 else int(np.floor(draw * s))
-            if slot < 50:
-                expected[slot] = f"s{s - 1}"
-    staged = {int(slot): unpack(packed)[0] for slot, packed in client.hgetall(reservoir.keys["staging"]).items()}
-    assert staged == expected and len(set(expected.values())) == 50
-
-
-def test_staging_stays_uniform_with_two_labelers_and_small_batches(client, name):
-    """Each labeler's offer reads the count the other moved; the sample must stay uniform across cycles."""
+@pytest.mark.parametrize("every", [(1, 1), (3, 4)])
+def test_staging_stays_uniform_with_two_labelers_writing_at_their_own_pace(client, name, every):
+    """Two labelers take alternate batches of 20 into local samples and write them every
+    ``every`` batches of their own (1: each batch), each write reading the count the other
+    moved: staging must stay a uniform sample of all offers across cycles."""
     labelers = [Reservoir(client, name, capacity=50, staging_capacity=50) for _ in range(2)]
     updater = Reservoir(client, name, capacity=50)
     rng = np.random.default_rng(4)
     X = np.zeros((20, 2), np.float32)
     counts = np.zeros(600)
-    for _ in range(40):
-        for start in range(0, 600, 20):  # 30 batches, alternating labelers
-            labelers[(start // 20) % 2].offer(ids(20, start), X, 0.0, rng)
-        assert updater.sizes()["seen"] == 600
+    for round_ in range(40):
+        local = [LocalSample(50), LocalSample(50)]
+        for batch, start in enumerate(range(0, 600, 20)):
+            who = batch % 2
+            local[who].add(ids(20, start), X, 0.0, rng)
+            if (batch // 2) % every[who] == 0 or batch >= 28:  # and what is left at the end
+                labelers[who].write(local[who], rng)
+                local[who].clear()
+        assert updater.sizes() == {"window": 50 if round_ else 0, "staging": 50, "seen": 600}
         for packed in client.hvals(updater.keys["staging"]):
             counts[int(unpack(packed)[0][1:])] += 1
         updater.cycle(1.0, rng)  # resets the count under the labelers' feet
     kept = counts / 40
     assert abs(kept[:300].mean() - 50 / 600) < 0.015 and abs(kept[300:].mean() - 50 / 600) < 0.015
     assert abs(kept[:50].mean() - 50 / 600) < 0.03  # the first samples after a reset are not favoured
+    assert abs(kept[-50:].mean() - 50 / 600) < 0.03  # nor the last, held longest before a write
 
 
 def test_an_offer_raced_by_a_cycle_is_made_again_on_the_new_count(client, name, monkeypatch):
@@ -102,13 +96,13 @@ def test_an_offer_raced_by_a_cycle_is_made_again_on_the_new_count(client, name, 
     labeler.offer(ids(20), X, 0.0, rng)
     counts = []
 
-    def raced(before, draws, room):
+    def raced(before, offered, held, room, rng):
         if not counts:
             updater.cycle(1.0, rng)  # on another connection, after the offer read the count
         counts.append(before)
-        return winners(before, draws, room)
+        return merge(before, offered, held, room, rng)
 
-    monkeypatch.setattr(reservoir_module, "winners", raced)
+    monkeypatch.setattr(reservoir_module, "merge", raced)
     labeler.offer(ids(5, 100), X[:5], 0.0, rng)
     assert counts == [20, 0]
     assert updater.sizes() == {"window": 10, "staging": 5, "seen": 5}

@@ -10,16 +10,18 @@ from stream_dec.stream.reservoir import SampleWriter
 
 
 class SlowReservoir:
-    """Records what it is offered; each offer waits until ``release`` is set (a slow Redis)."""
+    """Records each local sample it is written (ids held, texts, rows offered); each write
+    waits until ``release`` is set (a slow Redis)."""
 
-    def __init__(self, fail: bool = False) -> None:
-        self.offered, self.release, self.fail = [], threading.Event(), fail
+    def __init__(self, fail: bool = False, staging_capacity: int = 10) -> None:
+        self.written, self.release, self.fail = [], threading.Event(), fail
+        self.staging_capacity = staging_capacity
 
-    def offer(self, ids, X, arrived, rng, texts=None):
+    def write(self, sample, rng):
         self.release.wait(10)
         if self.fail:
             raise redis.ConnectionError("down")
-        self.offered.append((list(ids), texts))
+        self.written.append((sample.ids[:sample.held], sample.texts[:sample.held], sample.offered))
 
 
 def counters():
@@ -31,7 +33,7 @@ def counters():
 def test_a_slow_redis_skips_batches_beyond_the_backlog_instead_of_waiting():
     reservoir = SlowReservoir()
     counts, offered, skipped = counters()
-    writer = SampleWriter(reservoir, offered, skipped, backlog=2)
+    writer = SampleWriter(reservoir, offered, skipped, backlog=2, write_interval_s=0)
     X = np.zeros((3, 2), np.float32)
     writer.submit(["0-0", "0-1", "0-2"], X, ["a", None, "b"])
     while writer.queue.qsize():  # until the writer holds it, waiting on Redis
@@ -40,19 +42,40 @@ def test_a_slow_redis_skips_batches_beyond_the_backlog_instead_of_waiting():
         writer.submit([f"{batch}-{i}" for i in range(3)], X)
     reservoir.release.set()
     writer.close()
-    assert counts == {"offered": 9, "skipped": 9} and len(reservoir.offered) == 3
-    assert reservoir.offered[0] == (["0-0", "0-1", "0-2"], ["a", None, "b"])
+    assert counts == {"offered": 9, "skipped": 9} and len(reservoir.written) == 3
+    assert reservoir.written[0] == (["0-0", "0-1", "0-2"], ["a", None, "b"], 3)
 
 
-def test_a_cold_start_waits_for_room_and_loses_nothing():
+def test_a_cold_start_waits_for_room_and_writes_each_batch_at_once():
     reservoir = SlowReservoir()
     counts, offered, skipped = counters()
-    writer = SampleWriter(reservoir, offered, skipped, backlog=1)
+    writer = SampleWriter(reservoir, offered, skipped, backlog=1, write_interval_s=60)
     threading.Timer(0.2, reservoir.release.set).start()
     for batch in range(4):
         writer.submit([str(batch)], np.zeros((1, 2), np.float32), wait=True)
+    writer.flush()
+    assert counts == {"offered": 4, "skipped": 0} and [ids for ids, _, _ in reservoir.written] == [["0"], ["1"], ["2"],
+                                                                                                   ["3"]]
     writer.close()
-    assert counts == {"offered": 4, "skipped": 0}
+
+
+def test_batches_within_the_interval_are_written_once_as_one_bounded_sample():
+    reservoir = SlowReservoir(staging_capacity=5)
+    reservoir.release.set()
+    counts, offered, skipped = counters()
+    writer = SampleWriter(reservoir, offered, skipped, backlog=4, write_interval_s=0.3)
+    for batch in range(4):
+        writer.submit([f"{batch}-{i}" for i in range(25)], np.full((25, 2), batch, np.float32))
+    time.sleep(0.1)
+    assert reservoir.written == [] and counts["offered"] == 0  # held in memory until the interval passes
+    deadline = time.monotonic() + 5
+    while not reservoir.written and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (held, texts, rows), = reservoir.written
+    assert rows == 100 and len(set(held)) == 5 and counts == {"offered": 100, "skipped": 0}
+    writer.submit(["late"], np.zeros((1, 2), np.float32))
+    writer.close()  # writes what it holds
+    assert reservoir.written[-1] == (["late"], [None], 1) and counts["offered"] == 101
 
 
 def test_redis_down_counts_the_batch_skipped_and_pauses_the_writes():
@@ -65,4 +88,4 @@ def test_redis_down_counts_the_batch_skipped_and_pauses_the_writes():
     reservoir.fail = False
     writer.submit(["c"], np.zeros((1, 2), np.float32))  # within retry_s: not tried
     writer.close()
-    assert counts == {"offered": 0, "skipped": 3} and reservoir.offered == []
+    assert counts == {"offered": 0, "skipped": 3} and reservoir.written == []

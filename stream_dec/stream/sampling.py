@@ -1,0 +1,135 @@
+"""Uniform samples of a stream, in memory: the maths behind the reservoir's staging area.
+
+- :func:`winners`: Vitter's Algorithm R for one batch, given the draws: which rows enter
+  which slots of a sample of ``room`` when ``before`` rows came earlier.
+- :class:`LocalSample`: a labeler's own uniform sample of what it labelled since its last
+  write to Redis, built with :func:`winners`.
+- :func:`merge`: which rows of such a sample replace which slots of staging (itself a
+  uniform sample of ``room`` out of ``before`` offers) so that staging is then a uniform
+  sample out of all of them. The number taken from the new rows is hypergeometric, the
+  law of a uniform sample's share of them, so the merge is exact, whatever the sizes.
+
+Writing a merged local sample once a second instead of each batch's winners sends far
+fewer samples at high rates: Algorithm R writes about ``room x (1 + ln(n / room))``
+samples over ``n`` offers, most of them overwritten before the next cycle; merges write
+about ``room x (1 + ln J)`` over ``J`` writes, and never more than ``room`` at once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_EXACT_POPULATION = 10**9 - 1
+"""numpy draws hypergeometric counts for populations below 10^9 each; past that a merge
+draws a binomial count, the same law to within ``room / population``."""
+
+
+def winners(before: int, draws: np.ndarray, room: int) -> tuple[list[int], list[int]]:
+    """Algorithm R for a batch: (rows, slots) of the samples that enter a sample of ``room``
+    slots when ``before`` samples were offered to it earlier.
+
+    Row ``i`` is sample number ``s = before + i + 1``: it fills slot ``s - 1`` while
+    ``s <= room``, then replaces slot ``floor(draws[i] * s)`` when that is below ``room``.
+    Of two rows drawing one slot only the later is kept: it would overwrite the other.
+
+    >>> winners(0, np.array([0.9, 0.9, 0.1, 0.6]), 2)  # fills slots 0 and 1; 0.1 * 3 -> slot 0
+    ([2, 1], [0, 1])
+    >>> winners(10, np.array([0.5, 0.05]), 2)  # 0.5 * 11 -> 5, not a slot; 0.05 * 12 -> 0
+    ([1], [0])
+    """
+    seen = before + np.arange(1, len(draws) + 1)
+    slots = np.where(seen <= room, seen - 1, np.floor(draws * seen)).astype(np.int64)
+    rows = np.flatnonzero(slots < room)[::-1]  # latest first: np.unique keeps each slot's first
+    taken, first = np.unique(slots[rows], return_index=True)
+    return rows[first].tolist(), taken.tolist()
+
+
+def merge(before: int, offered: int, held: int, room: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """(rows, slots): which rows of a uniform sample of ``held`` out of ``offered`` new
+    rows replace which slots of a uniform sample of ``room`` out of ``before`` earlier
+    ones (slots ``0 .. min(before, room) - 1`` filled), so that the result is a uniform
+    sample of ``room`` out of all ``before + offered`` (all of them while they fit).
+
+    ``held`` must be ``min(offered, room)`` or more: a sample at least as large as the
+    one being merged into, or every new row. A uniform sample of ``room`` draws ``x``
+    of the new rows with the hypergeometric law; any ``x`` rows of a uniform sample of
+    them, and any ``room - x`` rows of the earlier sample, are uniform too.
+
+    >>> merge(0, 3, 3, 5, np.random.default_rng(0))  # all fit: slots 0, 1, 2
+    ([0, 1, 2], [0, 1, 2])
+    >>> rows, slots = merge(100, 100, 5, 5, np.random.default_rng(0))  # about half are new
+    >>> len(rows) == len(slots) == len(set(slots)) and set(slots) <= set(range(5))
+    True
+    """
+    if held < min(offered, room):
+        raise ValueError(f"a sample of {held} cannot give {min(offered, room)} of {offered} rows")
+    filled = min(before, room)
+    if before + offered <= room:  # every row fits: append them
+        return list(range(offered)), list(range(before, before + offered))
+    if before <= MAX_EXACT_POPULATION and offered <= MAX_EXACT_POPULATION:
+        new = int(rng.hypergeometric(offered, before, room))
+    else:
+        new = int(np.clip(rng.binomial(room, offered / (before + offered)), room - filled, min(offered, room)))
+    empty = list(range(filled, room))  # room - filled of them: the new rows take these first
+    evicted = rng.choice(filled, size=new - len(empty), replace=False).tolist()
+    rows = rng.choice(held, size=new, replace=False).tolist()
+    return rows, empty + evicted
+
+
+class LocalSample:
+    """A uniform sample of up to ``capacity`` rows (id, vector, text, arrival time) of the
+    rows :meth:`add`-ed since :meth:`clear`, held in memory (Algorithm R, :func:`winners`).
+
+    Rows ``0 .. held - 1`` of :attr:`ids`, :attr:`X`, :attr:`texts`, :attr:`arrived` are
+    the sample; :attr:`offered` counts the rows it was offered. :meth:`of` wraps a whole
+    batch as its own sample, without copying.
+
+    >>> sample = LocalSample(2)
+    >>> X = np.arange(8, dtype=np.float32).reshape(4, 2)
+    >>> sample.add(["a", "b", "c", "d"], X, 5.0, np.random.default_rng(1))
+    >>> sample.offered, sample.held, len(set(sample.ids)) == 2 and set(sample.ids) <= set("abcd")
+    (4, 2, True)
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.X: np.ndarray | None = None
+        self.clear()
+
+    @classmethod
+    def of(cls, ids: list[str], X: np.ndarray, arrived: float, texts: list[str | None] | None = None) -> LocalSample:
+        """A whole batch as a sample of itself."""
+        sample = cls(len(ids))
+        sample.ids, sample.X, sample.texts = list(ids), X, list(texts) if texts else [None] * len(ids)
+        sample.arrived = np.full(len(ids), arrived)
+        sample.offered = len(ids)
+        return sample
+
+    @property
+    def held(self) -> int:
+        return min(self.offered, self.capacity)
+
+    def clear(self) -> None:
+        """Forget every row (the vectors' buffer is kept for the next ones)."""
+        self.offered = 0
+        self.ids: list[str] = [""] * self.capacity
+        self.texts: list[str | None] = [None] * self.capacity
+        self.arrived = np.zeros(self.capacity)
+
+    def add(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator,
+            texts: list[str | None] | None = None) -> None:
+        """Offer a batch (rows of ``X``, with their ids and texts, arrived at ``arrived``)."""
+        width = X.shape[1]
+        if self.X is None or (self.X.shape[1] != width and not self.offered):
+            self.X = np.empty((self.capacity, width), np.float32)
+        elif self.X.shape[1] != width:
+            raise ValueError(f"rows of width {width} offered to a sample of width {self.X.shape[1]}")
+        rows, slots = winners(self.offered, rng.random(len(ids)), self.capacity)
+        self.offered += len(ids)
+        if not rows:
+            return
+        self.X[slots] = X[rows]
+        self.arrived[slots] = arrived
+        for row, slot in zip(rows, slots):
+            self.ids[slot] = ids[row]
+            self.texts[slot] = texts[row] if texts else None
