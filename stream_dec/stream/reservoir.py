@@ -158,13 +158,13 @@ def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None =
     >>> len(unpack(pack("é" * 40000, 0.0, np.ones(2), ""))[0])
     32767
     """
-    return pack_many([identifier], arrived, np.asarray(vector)[None], [0], [text], precision)[0]
+    return pack_many([identifier], arrived, np.asarray(vector)[None], texts=[text], precision=precision)[0]
 
 
-def pack_many(ids: list[str], arrived: float | np.ndarray, X: np.ndarray, rows: list[int],
+def pack_many(ids: list[str], arrived: float | np.ndarray, X: np.ndarray, rows: list[int] | None = None,
               texts: list[str | None] | None = None, precision: str = "float32") -> list[bytes]:
-    """The samples ``rows`` of a batch, each as :func:`pack` writes it, their vectors converted
-    in one call; ``arrived`` is one time for all rows, or each row's.
+    """The samples ``rows`` of a batch (all of them by default), each as :func:`pack` writes
+    it, their vectors converted in one call; ``arrived`` is one time for all rows, or each row's.
 
     >>> X = np.array([[1, 2], [3, 4]], "<f4")
     >>> samples = pack_many(["a", "bc"], 1.5, X, [1, 0], ["a fish", None])
@@ -173,8 +173,9 @@ def pack_many(ids: list[str], arrived: float | np.ndarray, X: np.ndarray, rows: 
     """
     _check(precision)
     times = np.broadcast_to(np.asarray(arrived, np.float64), (len(ids),)).tolist()
+    chosen = np.asarray(X) if rows is None else np.asarray(X)[rows]
     return [b"".join((_head(ids[i], times[i], texts[i] if texts else None), *vector))
-            for i, vector in zip(rows, _vectors(np.asarray(X)[rows], precision))]
+            for i, vector in zip(range(len(ids)) if rows is None else rows, _vectors(chosen, precision))]
 
 
 def _check(precision: str) -> None:
@@ -313,7 +314,8 @@ class Reservoir:
             pipe.multi()
             pipe.set(seen_key, before + sample.offered)
             if rows:
-                samples = pack_many(sample.ids, sample.arrived, sample.X, rows, sample.texts, self.precision)
+                ids, arrived, X, texts = sample.take(rows)
+                samples = pack_many(ids, arrived, X, texts=texts, precision=self.precision)
                 pipe.hset(self.keys["staging"], mapping=dict(zip(slots, samples)))
 
         self.client.transaction(write, seen_key, room_key)
@@ -413,7 +415,7 @@ class SampleWriter:
     never holds a batch of labels (a sample of a 768-d vector is 1.5-3 KiB on the wire).
 
     The thread adds each batch to a :class:`~stream_dec.stream.sampling.LocalSample` of up
-    to the reservoir's ``staging_capacity`` rows, and merges it into staging
+    to staging's room (as the last write read it) rows, and merges it into staging
     (:meth:`Reservoir.write`) ``write_interval_s`` after the first batch it holds (0:
     after each batch), on :meth:`flush`, and on :meth:`close`. ``on_offered`` counts the
     rows a write covered; ``on_skipped`` those lost: a batch beyond the ``backlog`` of
@@ -429,7 +431,7 @@ class SampleWriter:
         self.reservoir, self.on_offered, self.on_skipped, self.retry_s = reservoir, on_offered, on_skipped, retry_s
         self.write_interval_s = write_interval_s
         self.queue: queue.Queue = queue.Queue(maxsize=backlog)
-        self.local = LocalSample(reservoir.staging_capacity)
+        self.local = LocalSample(reservoir.room)
         self.rng = np.random.default_rng()
         self.retry_at = 0.0
         self.thread = threading.Thread(target=self._run, name="reservoir-writer", daemon=True)
@@ -492,5 +494,5 @@ class SampleWriter:
                 self.retry_at = time.monotonic() + self.retry_s
                 log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
             finally:
-                self.local.clear()
+                self.local.clear(self.reservoir.room)
         return math.inf

@@ -50,10 +50,11 @@ def merge(before: int, offered: int, held: int, room: int, rng: np.random.Genera
     ones (slots ``0 .. min(before, room) - 1`` filled), so that the result is a uniform
     sample of ``room`` out of all ``before + offered`` (all of them while they fit).
 
-    ``held`` must be ``min(offered, room)`` or more: a sample at least as large as the
-    one being merged into, or every new row. A uniform sample of ``room`` draws ``x``
-    of the new rows with the hypergeometric law; any ``x`` rows of a uniform sample of
-    them, and any ``room - x`` rows of the earlier sample, are uniform too.
+    A uniform sample of ``room`` draws ``x`` of the new rows with the hypergeometric law;
+    any ``x`` rows of a uniform sample of them, and any ``room - x`` rows of the earlier
+    sample, are uniform too. Exact when ``held >= min(offered, room)``; a smaller sample
+    (the room grew since it began: a cycle told no next fraction) gives every row it
+    holds, at most.
 
     >>> merge(0, 3, 3, 5, np.random.default_rng(0))  # all fit: slots 0, 1, 2
     ([0, 1, 2], [0, 1, 2])
@@ -61,16 +62,15 @@ def merge(before: int, offered: int, held: int, room: int, rng: np.random.Genera
     >>> len(rows) == len(slots) == len(set(slots)) and set(slots) <= set(range(5))
     True
     """
-    if held < min(offered, room):
-        raise ValueError(f"a sample of {held} cannot give {min(offered, room)} of {offered} rows")
-    filled = min(before, room)
+    filled, held = min(before, room), min(held, offered)
     if before + offered <= room:  # every row fits: append them
-        return list(range(offered)), list(range(before, before + offered))
+        return list(range(held)), list(range(before, before + held))
     if before <= MAX_EXACT_POPULATION and offered <= MAX_EXACT_POPULATION:
         new = int(rng.hypergeometric(offered, before, room))
     else:
         new = int(np.clip(rng.binomial(room, offered / (before + offered)), room - filled, min(offered, room)))
-    empty = list(range(filled, room))  # room - filled of them: the new rows take these first
+    new = min(new, held)
+    empty = list(range(filled, room))[:new]  # the new rows take empty slots first
     evicted = rng.choice(filled, size=new - len(empty), replace=False).tolist()
     rows = rng.choice(held, size=new, replace=False).tolist()
     return rows, empty + evicted
@@ -80,28 +80,31 @@ class LocalSample:
     """A uniform sample of up to ``capacity`` rows (id, vector, text, arrival time) of the
     rows :meth:`add`-ed since :meth:`clear`, held in memory (Algorithm R, :func:`winners`).
 
-    Rows ``0 .. held - 1`` of :attr:`ids`, :attr:`X`, :attr:`texts`, :attr:`arrived` are
-    the sample; :attr:`offered` counts the rows it was offered. :meth:`of` wraps a whole
-    batch as its own sample, without copying.
+    Rows ``0 .. held - 1`` are the sample (:meth:`take` reads them); :attr:`offered`
+    counts the rows it was offered. Vectors are copied into one buffer; ids and texts
+    are looked up in their batches only when taken. :meth:`of` wraps a whole batch as
+    its own sample, without copying.
 
     >>> sample = LocalSample(2)
     >>> X = np.arange(8, dtype=np.float32).reshape(4, 2)
     >>> sample.add(["a", "b", "c", "d"], X, 5.0, np.random.default_rng(1))
-    >>> sample.offered, sample.held, len(set(sample.ids)) == 2 and set(sample.ids) <= set("abcd")
-    (4, 2, True)
+    >>> ids, arrived, vectors, texts = sample.take([0, 1])
+    >>> sample.offered, sample.held, len(set(ids)) == 2 and set(ids) <= set("abcd"), arrived.tolist(), texts
+    (4, 2, True, [5.0, 5.0], [None, None])
+    >>> [int(vectors[i, 0]) // 2 for i in range(2)] == ["abcd".index(i) for i in ids]
+    True
     """
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
         self.X: np.ndarray | None = None
-        self.clear()
+        self.clear(capacity)
 
     @classmethod
     def of(cls, ids: list[str], X: np.ndarray, arrived: float, texts: list[str | None] | None = None) -> LocalSample:
         """A whole batch as a sample of itself."""
         sample = cls(len(ids))
-        sample.ids, sample.X, sample.texts = list(ids), X, list(texts) if texts else [None] * len(ids)
-        sample.arrived = np.full(len(ids), arrived)
+        sample.X, sample.arrived[:] = X, arrived
+        sample.batches, sample.source[:] = [(ids, texts)], np.arange(len(ids))
         sample.offered = len(ids)
         return sample
 
@@ -109,12 +112,23 @@ class LocalSample:
     def held(self) -> int:
         return min(self.offered, self.capacity)
 
-    def clear(self) -> None:
-        """Forget every row (the vectors' buffer is kept for the next ones)."""
+    def take(self, rows: list[int]) -> tuple[list[str], np.ndarray, np.ndarray, list[str | None]]:
+        """The ids, arrival times, vectors and texts of the sample's ``rows`` (each below :attr:`held`)."""
+        sources = list(zip(self.source_batch[rows].tolist(), self.source[rows].tolist()))
+        ids = [self.batches[b][0][row] for b, row in sources]
+        texts = [self.batches[b][1][row] if self.batches[b][1] else None for b, row in sources]
+        return ids, self.arrived[rows], self.X[rows], texts
+
+    def clear(self, capacity: int | None = None) -> None:
+        """Forget every row; a new ``capacity`` if given (the vectors' buffer is kept while it fits)."""
+        self.capacity = self.capacity if capacity is None else capacity
         self.offered = 0
-        self.ids: list[str] = [""] * self.capacity
-        self.texts: list[str | None] = [None] * self.capacity
+        self.batches: list[tuple[list[str], list[str | None] | None]] = []
+        self.source_batch = np.zeros(self.capacity, np.int64)  # slot -> its batch in batches
+        self.source = np.zeros(self.capacity, np.int64)  # slot -> its row in that batch
         self.arrived = np.zeros(self.capacity)
+        if self.X is not None and len(self.X) < self.capacity:
+            self.X = None
 
     def add(self, ids: list[str], X: np.ndarray, arrived: float, rng: np.random.Generator,
             texts: list[str | None] | None = None) -> None:
@@ -130,6 +144,5 @@ class LocalSample:
             return
         self.X[slots] = X[rows]
         self.arrived[slots] = arrived
-        for row, slot in zip(rows, slots):
-            self.ids[slot] = ids[row]
-            self.texts[slot] = texts[row] if texts else None
+        self.source_batch[slots], self.source[slots] = len(self.batches), rows
+        self.batches.append((ids, texts))

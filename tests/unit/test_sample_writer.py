@@ -13,15 +13,16 @@ class SlowReservoir:
     """Records each local sample it is written (ids held, texts, rows offered); each write
     waits until ``release`` is set (a slow Redis)."""
 
-    def __init__(self, fail: bool = False, staging_capacity: int = 10) -> None:
+    def __init__(self, fail: bool = False, room: int = 10) -> None:
         self.written, self.release, self.fail = [], threading.Event(), fail
-        self.staging_capacity = staging_capacity
+        self.room = room
 
     def write(self, sample, rng):
         self.release.wait(10)
         if self.fail:
             raise redis.ConnectionError("down")
-        self.written.append((sample.ids[:sample.held], sample.texts[:sample.held], sample.offered))
+        ids, _, _, texts = sample.take(list(range(sample.held)))
+        self.written.append((ids, texts, sample.offered))
 
 
 def counters():
@@ -60,7 +61,7 @@ def test_a_cold_start_waits_for_room_and_writes_each_batch_at_once():
 
 
 def test_batches_within_the_interval_are_written_once_as_one_bounded_sample():
-    reservoir = SlowReservoir(staging_capacity=5)
+    reservoir = SlowReservoir(room=5)
     reservoir.release.set()
     counts, offered, skipped = counters()
     writer = SampleWriter(reservoir, offered, skipped, backlog=4, write_interval_s=0.3)

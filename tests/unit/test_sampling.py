@@ -39,8 +39,8 @@ def merged_subsets(before: int, offered: int, room: int, capacity: int, trials: 
             local.add([str(i) for i in batch], np.zeros((len(batch), 1), np.float32), 0.0, rng)
         rows, slots = merge(before, local.offered, local.held, room, rng)
         staging += [None] * (room - len(staging))
-        for row, slot in zip(rows, slots):
-            staging[slot] = int(local.ids[row])
+        for identifier, slot in zip(local.take(rows)[0], slots):
+            staging[slot] = int(identifier)
         outcomes[frozenset(i for i in staging if i is not None)] += 1
     return outcomes
 
@@ -65,9 +65,14 @@ def test_a_merge_past_a_billion_draws_its_share_binomially_within_bounds():
     assert len(rows) == len(set(slots)) and set(slots) <= {0, 1, 2}
 
 
-def test_a_merge_refuses_a_local_sample_smaller_than_it_needs():
-    with pytest.raises(ValueError, match="a sample of 2 cannot give 3"):
-        merge(10, 50, 2, 3, np.random.default_rng(0))
+def test_a_merge_with_fewer_rows_held_than_the_room_asks_takes_them_all():
+    """The room grew since the local sample began (a cycle told no next fraction)."""
+    rows, slots = merge(0, 50, 2, 10, np.random.default_rng(0))
+    assert sorted(rows) == [0, 1] and slots == [0, 1]
+    rows, slots = merge(3, 50, 2, 10, np.random.default_rng(0))
+    assert sorted(rows) == [0, 1] and slots == [3, 4]
+    rows, slots = merge(100, 900, 2, 10, np.random.default_rng(0))
+    assert sorted(rows) == [0, 1] and len(set(slots)) == 2 and set(slots) <= set(range(10))
 
 
 def test_a_local_sample_holds_capacity_rows_and_refuses_another_width():
@@ -75,14 +80,16 @@ def test_a_local_sample_holds_capacity_rows_and_refuses_another_width():
     sample.add([f"a{i}" for i in range(10)], np.arange(20, dtype=np.float32).reshape(10, 2), 1.5,
                np.random.default_rng(0), texts=[f"t{i}" for i in range(10)])
     assert (sample.offered, sample.held) == (10, 4)
-    for i in range(4):
-        row = int(sample.ids[i][1:])
-        assert sample.texts[i] == f"t{row}" and list(sample.X[i]) == [2 * row, 2 * row + 1]
+    ids, arrived, X, texts = sample.take([0, 1, 2, 3])
+    assert len(set(ids)) == 4 and arrived.tolist() == [1.5] * 4
+    for identifier, text, vector in zip(ids, texts, X):
+        row = int(identifier[1:])
+        assert text == f"t{row}" and list(vector) == [2 * row, 2 * row + 1]
     with pytest.raises(ValueError, match="width 3"):
         sample.add(["b"], np.zeros((1, 3), np.float32), 2.0, np.random.default_rng(0))
     sample.clear()
     sample.add(["b"], np.zeros((1, 3), np.float32), 2.0, np.random.default_rng(0))  # a new sample may change width
-    assert (sample.offered, sample.held, sample.ids[0]) == (1, 1, "b")
+    assert (sample.offered, sample.held, sample.take([0])[0]) == (1, 1, ["b"])
 
 
 def test_merging_every_fifty_batches_writes_half_the_samples_of_every_batch():
