@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import logging
 import math
-import queue
 import struct
 import threading
 import time
@@ -406,93 +405,88 @@ def connect(config: RedisConfig) -> redis.Redis:
                                 **tls)
 
 
-_WRITE_NOW = object()
-"""Queued by :meth:`SampleWriter.flush`: write the local sample now."""
-
-
 class SampleWriter:
     """Offers samples to a :class:`Reservoir` from a thread of its own, so that writing them
     never holds a batch of labels (a sample of a 768-d vector is 1.5-3 KiB on the wire).
 
-    The thread adds each batch to a :class:`~stream_dec.stream.sampling.LocalSample` of up
-    to staging's room (as the last write read it) rows, and merges it into staging
-    (:meth:`Reservoir.write`) ``write_interval_s`` after the first batch it holds (0:
-    after each batch), on :meth:`flush`, and on :meth:`close`. ``on_offered`` counts the
-    rows a write covered; ``on_skipped`` those lost: a batch beyond the ``backlog`` of
-    batches waiting, or offered while Redis is down (then nothing is tried for
-    ``retry_s``), and the local sample of a failed write. ``wait=True`` (a cold start,
-    when every sample is wanted and nothing else is to be done) waits for room instead,
-    and is written at once.
+    :meth:`submit` adds a batch to a :class:`~stream_dec.stream.sampling.LocalSample` of up
+    to staging's room (as the last write read it) in the caller's thread, and returns.
+    The thread merges that sample into staging (:meth:`Reservoir.write`)
+    ``write_interval_s`` after its first batch (0: after each batch), on :meth:`flush`
+    and on :meth:`close`, while batches go on into a fresh one: a slow Redis holds no
+    labels and loses no samples, and memory stays two samples. ``on_offered`` counts
+    the rows a write covered; ``on_skipped`` the rows of a failed write, and those
+    submitted in the ``retry_s`` after it (Redis down). ``wait=True`` (a cold start,
+    when every sample is wanted and nothing else is to be done) returns once the batch
+    is written.
     """
 
     def __init__(self, reservoir: Reservoir, on_offered: Callable[[int], None],
-                 on_skipped: Callable[[int], None], backlog: int = 2, retry_s: float = 5.0,
-                 write_interval_s: float = 1.0) -> None:
+                 on_skipped: Callable[[int], None], retry_s: float = 5.0, write_interval_s: float = 1.0) -> None:
         self.reservoir, self.on_offered, self.on_skipped, self.retry_s = reservoir, on_offered, on_skipped, retry_s
         self.write_interval_s = write_interval_s
-        self.queue: queue.Queue = queue.Queue(maxsize=backlog)
-        self.local = LocalSample(reservoir.room)
-        self.rng = np.random.default_rng()
+        self.local, self.spare = LocalSample(reservoir.room), LocalSample(reservoir.room)
+        self.draws, self.rng = np.random.default_rng(), np.random.default_rng()  # the caller's, the thread's
+        self.changed = threading.Condition()
+        self.due = math.inf  # when the local sample is written: write_interval_s after its first batch
+        self.asked = self.done = 0  # writes asked for at once (flush, wait, close), and writes made since
+        self.closing = False
         self.retry_at = 0.0
         self.thread = threading.Thread(target=self._run, name="reservoir-writer", daemon=True)
         self.thread.start()
 
     def submit(self, ids: list[str], X: np.ndarray, texts: list[str | None] | None = None,
                wait: bool = False) -> None:
-        """Offer ``ids``/``X``/``texts`` (not modified afterwards by the caller) in the background."""
-        item = (ids, X, texts, time.time(), wait)
-        try:
-            self.queue.put(item, block=wait)
-        except queue.Full:
+        """Offer ``ids``/``X``/``texts`` (read now, not kept: only the chosen rows are copied)."""
+        if time.monotonic() < self.retry_at:
             self.on_skipped(len(ids))
+            return
+        with self.changed:
+            self.local.add(ids, X, time.time(), self.draws, texts)
+            if self.due == math.inf:  # the sample's first batch: the thread learns when to write it
+                self.due = time.monotonic() + self.write_interval_s
+                self.changed.notify()
+        if wait:
+            self.flush()
 
     def flush(self) -> None:
-        """Wait until every batch submitted so far was written or skipped."""
-        self.queue.put(_WRITE_NOW)
-        self.queue.join()
+        """Write what was submitted so far, and wait until it is written (or skipped)."""
+        with self.changed:
+            self.asked += 1
+            target = self.asked
+            self.changed.notify()
+            self.changed.wait_for(lambda: self.done >= target or not self.thread.is_alive())
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is held and waiting, then stop the thread."""
-        self.queue.put(None)
+        """Write what is held, then stop the thread."""
+        with self.changed:
+            self.closing = True
+            self.changed.notify()
         self.thread.join(timeout)
 
     def _run(self) -> None:
-        due = math.inf  # when the local sample is written: write_interval_s after its first batch
         while True:
-            try:
-                item = self.queue.get(timeout=None if due == math.inf else max(0.0, due - time.monotonic()))
-            except queue.Empty:
-                due = self._write()
-                continue
-            try:
-                if item is None or item is _WRITE_NOW:
-                    due = self._write()
-                    if item is None:
-                        return
-                    continue
-                ids, X, texts, arrived, wait = item
-                if time.monotonic() < self.retry_at:
-                    self.on_skipped(len(ids))
-                    continue
-                self.local.add(ids, X, arrived, self.rng, texts)
-                due = min(due, time.monotonic() + self.write_interval_s)
-                if wait or time.monotonic() >= due:
-                    due = self._write()
-            finally:
-                self.queue.task_done()
+            with self.changed:
+                while not (self.closing or self.asked > self.done or time.monotonic() >= self.due):
+                    self.changed.wait(None if self.due == math.inf else self.due - time.monotonic())
+                sample, self.local, self.spare = self.local, self.spare, self.local
+                self.due, asked, closing = math.inf, self.asked, self.closing
+            self._write(sample)
+            with self.changed:
+                self.done = asked
+                self.changed.notify_all()
+            if closing:
+                return
 
-    def _write(self) -> float:
-        """Merge the local sample into staging, or count it skipped if Redis is down; start
-        a new one. Returns when the next is due (none yet)."""
-        offered = self.local.offered
+    def _write(self, sample: LocalSample) -> None:
+        """Merge ``sample`` into staging, or count it skipped if Redis is down; clear it for reuse."""
+        offered = sample.offered
         if offered:
             try:
-                self.reservoir.write(self.local, self.rng)
+                self.reservoir.write(sample, self.rng)
                 self.on_offered(offered)
             except redis.RedisError as exc:
                 self.on_skipped(offered)
                 self.retry_at = time.monotonic() + self.retry_s
                 log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
-            finally:
-                self.local.clear(self.reservoir.room)
-        return math.inf
+        sample.clear(self.reservoir.room)

@@ -31,32 +31,35 @@ def counters():
         (lambda n: counts.__setitem__("skipped", counts["skipped"] + n))
 
 
-def test_a_slow_redis_skips_batches_beyond_the_backlog_instead_of_waiting():
-    reservoir = SlowReservoir()
+def test_a_slow_redis_holds_no_labels_and_loses_no_samples():
+    """While a write waits on Redis, batches go into the next local sample at once."""
+    reservoir = SlowReservoir(room=10)
     counts, offered, skipped = counters()
-    writer = SampleWriter(reservoir, offered, skipped, backlog=2, write_interval_s=0)
+    writer = SampleWriter(reservoir, offered, skipped, write_interval_s=0)
     X = np.zeros((3, 2), np.float32)
     writer.submit(["0-0", "0-1", "0-2"], X, ["a", None, "b"])
-    while writer.queue.qsize():  # until the writer holds it, waiting on Redis
-        time.sleep(0.01)
-    for batch in range(1, 6):  # two wait, three are skipped: submit never blocks
+    time.sleep(0.1)  # the thread took it and waits on Redis
+    started = time.monotonic()
+    for batch in range(1, 6):
         writer.submit([f"{batch}-{i}" for i in range(3)], X)
+    assert time.monotonic() - started < 0.5 and reservoir.written == []
     reservoir.release.set()
     writer.close()
-    assert counts == {"offered": 9, "skipped": 9} and len(reservoir.written) == 3
+    assert counts == {"offered": 18, "skipped": 0}
     assert reservoir.written[0] == (["0-0", "0-1", "0-2"], ["a", None, "b"], 3)
+    (ids, texts, rows), = reservoir.written[1:]  # the other five batches, in one sample of the room
+    assert rows == 15 and len(set(ids)) == 10 and set(ids) <= {f"{b}-{i}" for b in range(1, 6) for i in range(3)}
 
 
-def test_a_cold_start_waits_for_room_and_writes_each_batch_at_once():
+def test_a_cold_start_returns_once_its_batch_is_written():
     reservoir = SlowReservoir()
     counts, offered, skipped = counters()
-    writer = SampleWriter(reservoir, offered, skipped, backlog=1, write_interval_s=60)
+    writer = SampleWriter(reservoir, offered, skipped, write_interval_s=60)
     threading.Timer(0.2, reservoir.release.set).start()
     for batch in range(4):
         writer.submit([str(batch)], np.zeros((1, 2), np.float32), wait=True)
-    writer.flush()
-    assert counts == {"offered": 4, "skipped": 0} and [ids for ids, _, _ in reservoir.written] == [["0"], ["1"], ["2"],
-                                                                                                   ["3"]]
+        assert [ids for ids, _, _ in reservoir.written] == [[str(b)] for b in range(batch + 1)]
+    assert counts == {"offered": 4, "skipped": 0}
     writer.close()
 
 
@@ -64,7 +67,7 @@ def test_batches_within_the_interval_are_written_once_as_one_bounded_sample():
     reservoir = SlowReservoir(room=5)
     reservoir.release.set()
     counts, offered, skipped = counters()
-    writer = SampleWriter(reservoir, offered, skipped, backlog=4, write_interval_s=0.3)
+    writer = SampleWriter(reservoir, offered, skipped, write_interval_s=0.3)
     for batch in range(4):
         writer.submit([f"{batch}-{i}" for i in range(25)], np.full((25, 2), batch, np.float32))
     time.sleep(0.1)
