@@ -563,8 +563,9 @@ class ReservoirConfig:
         Samples of either are read.
     write_interval_ms
         How often a labeler writes to Redis (ms); in between it keeps a uniform sample of
-        what it labelled in memory (at most ``staging_capacity`` vectors, float32) and
-        writes only what a merge into staging takes from it. 0 writes after each batch.
+        what it labelled in memory (two of staging's room in float32: one filling, one
+        being written) and writes only what a merge into staging takes from it. 0 writes
+        after each batch.
     """
 
     capacity: int = 10_000
