@@ -12,6 +12,8 @@ group and its own labels topic:
   model step saves (the same labels; nothing where ``auto`` picks float32);
 - ``labeler-samples-float32``: the same with ``[reservoir] sample_precision = "float32"``:
   what bfloat16 samples save;
+- ``labeler-each-batch``: the same with ``[reservoir] write_interval_ms = 0``: each
+  batch's samples written as it comes, not a local sample merged once a second;
 - ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
   one model call, produce each label, ``flush``, synchronous commit;
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
@@ -190,6 +192,8 @@ def labeler(config, version, n: int, marks: list, instrument: Callable | None = 
     thread.start()
     while running.metrics.labels._value.get() < n:  # counted when acknowledged, then committed at once
         time.sleep(0.001)
+    if running.sampler is not None:  # what the writer still holds is part of the run: write it
+        running.sampler.flush()
     marks.append(mark())
     running.stop.set()  # commits synchronously what is left, leaves the group
     thread.join()
@@ -243,8 +247,9 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
         running.run = timed("labeler thread, all", running.run)
         for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
             setattr(running, name, timed(name, getattr(running, name)))
-        if running.sampler is not None:  # its own thread
-            running.sampler.reservoir.offer = timed("reservoir writer thread: offer", running.sampler.reservoir.offer)
+        if running.sampler is not None:  # the local sample in the labeler's thread; writes in the writer's
+            running.sampler.submit = timed("reservoir: submit (local sample)", running.sampler.submit)
+            running.sampler.reservoir.write = timed("reservoir writer thread: write", running.sampler.reservoir.write)
 
     originals = {name: getattr(module, name) for name in ("input_messages", "decode_batch")}
     for name, function in originals.items():
@@ -383,6 +388,8 @@ def main() -> None:
                                      args.messages),
                  "labeler-samples-float32": (functools.partial(variant("reservoir", sample_precision="float32"),
                                                                window=window), args.messages),
+                 "labeler-each-batch": (functools.partial(variant("reservoir", write_interval_ms=0), window=window),
+                                        args.messages),
                  "batch-loop": (batch_loop, args.messages),
                  "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = args.peers.split(",")

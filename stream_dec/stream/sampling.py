@@ -139,10 +139,14 @@ class LocalSample:
         elif self.X.shape[1] != width:
             raise ValueError(f"rows of width {width} offered to a sample of width {self.X.shape[1]}")
         rows, slots = winners(self.offered, rng.random(len(ids)), self.capacity)
+        fill = max(0, min(len(ids), self.capacity - self.offered))  # rows 0 .. fill - 1 fill slots in order
+        if fill:  # one block copy; rows later in the batch that replace some of them are copied after
+            self.X[self.offered:self.offered + fill] = X[:fill]
         self.offered += len(ids)
         if not rows:
             return
-        self.X[slots] = X[rows]
+        later = np.asarray(rows) >= fill
+        self.X[np.asarray(slots)[later]] = X[np.asarray(rows)[later]]
         self.arrived[slots] = arrived
         self.source_batch[slots], self.source[slots] = len(self.batches), rows
         self.batches.append((ids, texts))
