@@ -415,8 +415,9 @@ class SampleWriter:
     ``write_interval_s`` after its first batch (0: after each batch), on :meth:`flush`
     and on :meth:`close`, while batches go on into a fresh one: a slow Redis holds no
     labels and loses no samples, and memory stays two samples. ``on_offered`` counts
-    the rows a write covered; ``on_skipped`` the rows of a failed write, and those
-    submitted in the ``retry_s`` after it (Redis down). ``wait=True`` (a cold start,
+    the rows a write covered; ``on_skipped`` the rows of a failed write, those
+    submitted in the ``retry_s`` after it (Redis down), and rows of another width than
+    those held. ``wait=True`` (a cold start,
     when every sample is wanted and nothing else is to be done) returns once the batch
     is written.
     """
@@ -442,7 +443,12 @@ class SampleWriter:
             self.on_skipped(len(ids))
             return
         with self.changed:
-            self.local.add(ids, X, time.time(), self.draws, texts)
+            try:
+                self.local.add(ids, X, time.time(), self.draws, texts)
+            except ValueError as exc:  # rows of another width than those held: the labeler's inputs changed
+                self.on_skipped(len(ids))
+                log.warning("samples skipped: %s", exc)
+                return
             if self.due == math.inf:  # the sample's first batch: the thread learns when to write it
                 self.due = time.monotonic() + self.write_interval_s
                 self.changed.notify()

@@ -93,3 +93,14 @@ def test_redis_down_counts_the_batch_skipped_and_pauses_the_writes():
     writer.submit(["c"], np.zeros((1, 2), np.float32))  # within retry_s: not tried
     writer.close()
     assert counts == {"offered": 0, "skipped": 3} and reservoir.written == []
+
+
+def test_rows_of_another_width_are_counted_skipped_not_raised():
+    reservoir = SlowReservoir()
+    reservoir.release.set()
+    counts, offered, skipped = counters()
+    writer = SampleWriter(reservoir, offered, skipped, write_interval_s=60)
+    writer.submit(["a", "b"], np.zeros((2, 2), np.float32))
+    writer.submit(["c"], np.zeros((1, 3), np.float32))  # held rows are 2-d: this one cannot join them
+    writer.close()
+    assert counts == {"offered": 2, "skipped": 1} and reservoir.written == [(["a", "b"], [None, None], 2)]
