@@ -8,10 +8,10 @@ through :meth:`Labeler.process`:
 3. label the array with the current model version (one model call per batch);
 4. produce the labels (keyed by the input key) and the dead letters, without waiting;
 5. commit, oldest batch first: once the broker has acknowledged every record of a
-   batch (failures are produced again, never dropped), hand its samples to the
-   reservoir writer (:class:`~stream_dec.stream.reservoir.SampleWriter`, a thread of
-   its own: writing to Redis never holds labels; a batch it has no room for is skipped
-   and counted) and commit each partition's last offset + 1. Up to ``max_in_flight``
+   batch (failures are produced again, never dropped), add its samples to the
+   reservoir writer's local sample (:class:`~stream_dec.stream.reservoir.SampleWriter`:
+   a thread of its own writes it to Redis once a ``write_interval_ms``, so writing
+   never holds labels) and commit each partition's last offset + 1. Up to ``max_in_flight``
    batches wait for their acknowledgement while the next ones are labelled; one more
    and the labeler waits for the oldest. In ``exactly-once`` mode steps 4-5 are one
    producer transaction carrying the offsets instead.
