@@ -415,9 +415,9 @@ class SampleWriter:
     ``write_interval_s`` after its first batch (0: after each batch), on :meth:`flush`
     and on :meth:`close`, while batches go on into a fresh one: a slow Redis holds no
     labels and loses no samples, and memory stays two samples. ``on_offered`` counts
-    the rows a write covered; ``on_skipped`` the rows of a failed write, those
-    submitted in the ``retry_s`` after it (Redis down), and rows of another width than
-    those held. ``wait=True`` (a cold start,
+    the rows a write covered; ``on_skipped`` the rows of a failed write (any error: the
+    thread never stops on one), those submitted in the ``retry_s`` after a Redis error,
+    and rows of another width than those held. ``wait=True`` (a cold start,
     when every sample is wanted and nothing else is to be done) returns once the batch
     is written.
     """
@@ -495,4 +495,7 @@ class SampleWriter:
                 self.on_skipped(offered)
                 self.retry_at = time.monotonic() + self.retry_s
                 log.warning("reservoir write failed (%s); samples skipped, labels keep flowing", exc)
+            except Exception:  # a bug must not end the thread: flush() and a cold start wait on it
+                self.on_skipped(offered)
+                log.exception("reservoir write failed; samples skipped, labels keep flowing")
         sample.clear(self.reservoir.room)

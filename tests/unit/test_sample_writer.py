@@ -104,3 +104,26 @@ def test_rows_of_another_width_are_counted_skipped_not_raised():
     writer.submit(["c"], np.zeros((1, 3), np.float32))  # held rows are 2-d: this one cannot join them
     writer.close()
     assert counts == {"offered": 2, "skipped": 1} and reservoir.written == [(["a", "b"], [None, None], 2)]
+
+
+def test_an_unexpected_write_error_is_counted_and_the_thread_writes_on():
+    class Broken(SlowReservoir):
+        calls = 0
+
+        def write(self, sample, rng):
+            self.calls += 1
+            if self.calls == 1:
+                raise RuntimeError("a bug")
+            super().write(sample, rng)
+
+    reservoir = Broken()
+    reservoir.release.set()
+    counts, offered, skipped = counters()
+    writer = SampleWriter(reservoir, offered, skipped, retry_s=60)
+    first = threading.Thread(target=writer.submit, args=(["a"], np.zeros((1, 2), np.float32)), kwargs={"wait": True})
+    first.start()
+    first.join(5)
+    assert not first.is_alive()  # the wait returned: the thread survived the error
+    writer.submit(["b"], np.zeros((1, 2), np.float32), wait=True)  # no retry pause: not a Redis error
+    writer.close()
+    assert counts == {"offered": 1, "skipped": 1} and reservoir.written == [(["b"], [None], 1)]
