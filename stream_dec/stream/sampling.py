@@ -145,8 +145,9 @@ class LocalSample:
         self.offered += len(ids)
         if not rows:
             return
-        later = np.asarray(rows) >= fill
-        self.X[np.asarray(slots)[later]] = X[np.asarray(rows)[later]]
+        rows, slots = np.asarray(rows), np.asarray(slots)
+        later = rows >= fill
+        self.X[slots[later]] = X[rows[later]]
         self.arrived[slots] = arrived
         self.source_batch[slots], self.source[slots] = len(self.batches), rows
         self.batches.append((ids, texts))
