@@ -43,7 +43,7 @@ def offer_round(client: redis.Redis, X: np.ndarray, capacity: int, batches: int,
     reservoir.offer([f"w{i}" for i in range(capacity)], X[:capacity], time.time(), rng)
     reservoir.cycle(1.0, rng, next_fraction=0.5)
     ids = [f"key-{i:08d}" for i in range(len(X))]
-    local = LocalSample(reservoir.staging_capacity)
+    local = LocalSample(reservoir.room)  # sized as SampleWriter sizes it: staging's room as the last write read it
     received = client.info("stats")["total_net_input_bytes"]
     server, thread = redis_cpu_seconds(client), time.thread_time()
     for b in range(batches):
@@ -51,7 +51,7 @@ def offer_round(client: redis.Redis, X: np.ndarray, capacity: int, batches: int,
         local.add(ids[start:start + BATCH], X[start:start + BATCH], time.time(), rng)
         if (b + 1) % every == 0 or b == batches - 1:
             reservoir.write(local, rng)
-            local.clear()
+            local.clear(reservoir.room)
     n = batches * BATCH
     return {"thread": (time.thread_time() - thread) / n * 1e6, "redis": (redis_cpu_seconds(client) - server) / n * 1e6,
             "received": (client.info("stats")["total_net_input_bytes"] - received) / 2**20,
