@@ -14,6 +14,8 @@ group and its own labels topic:
   what bfloat16 samples save;
 - ``labeler-each-batch``: the same with ``[reservoir] write_interval_ms = 0``: each
   batch's samples written as it comes, not a local sample merged once a second;
+- ``labeler-write-5s``: the same with ``write_interval_ms = 5000``: a local sample merged
+  once every 5 seconds;
 - ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
   one model call, produce each label, ``flush``, synchronous commit;
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
@@ -230,6 +232,8 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
     microseconds per label of the labeler's thread in each, of that thread in all, and of
     the whole process (librdkafka's threads and the reservoir writer's too)."""
     import stream_dec.stream.labeler as module
+    import stream_dec.stream.reservoir as reservoir_module
+    import stream_dec.stream.sampling as sampling
 
     spent: collections.Counter = collections.Counter()
 
@@ -251,15 +255,18 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
             running.sampler.submit = timed("reservoir: submit (local sample)", running.sampler.submit)
             running.sampler.reservoir.write = timed("reservoir writer thread: write", running.sampler.reservoir.write)
 
-    originals = {name: getattr(module, name) for name in ("input_messages", "decode_batch")}
-    for name, function in originals.items():
-        setattr(module, name, timed(name, function))
+    patched = [(module, "input_messages", "input_messages"), (module, "decode_batch", "decode_batch"),
+               (sampling, "winners", "reservoir: Algorithm R's draws (winners, in submit)"),
+               (reservoir_module, "pack_many", "reservoir writer thread: pack_many (in write)")]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patched]
+    for owner, name, label in patched:
+        setattr(owner, name, timed(label, getattr(owner, name)))
     marks: list = []
     try:
         labeler(config, version, n, marks, instrument, window)
     finally:
-        for name, function in originals.items():
-            setattr(module, name, function)
+        for owner, name, function in originals:
+            setattr(owner, name, function)
     spent["process, all threads"] = marks[-1][1] - marks[0][1]
     print(f"sample_rate {config.reservoir.sample_rate:g}:\n| stage | CPU us per label |\n|---|---|")
     for name, seconds in sorted(spent.items(), key=lambda item: -item[1]):
@@ -390,6 +397,8 @@ def main() -> None:
                                                                window=window), args.messages),
                  "labeler-each-batch": (functools.partial(variant("reservoir", write_interval_ms=0), window=window),
                                         args.messages),
+                 "labeler-write-5s": (functools.partial(variant("reservoir", write_interval_ms=5000), window=window),
+                                      args.messages),
                  "batch-loop": (batch_loop, args.messages),
                  "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = args.peers.split(",")
