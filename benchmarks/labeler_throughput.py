@@ -24,11 +24,14 @@ Run from the repository root::
     python benchmarks/labeler_throughput.py                 # throughput + latency at 10,000/s
     python benchmarks/labeler_throughput.py --latency-rates 1000 5000 10000
     python benchmarks/labeler_throughput.py --rss 1000000   # adds the RSS run
+    python benchmarks/labeler_throughput.py --dims --latency-rounds 3 \
+        --latency-settings default reservoir.sample_rate=0 no-labeler  # the reservoir's part; the broker's
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 import subprocess
@@ -179,7 +182,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, seconds: float,
-            broker_pid: int) -> dict:
+            broker_pid: int, settings: dict | None = None) -> dict:
     """Produce -> label read delays (ms) at a steady ``rate``, labeler in its own process.
 
     Each delay is split at the label's broker timestamp (CreateTime, set by the labeler's
@@ -187,18 +190,26 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
     produced -> read (output hop + reader), each leg's p50 and p99 apart. ``sent_rate``
     is the rate the load generator really reached; ``cpu`` the cores each process used
     meanwhile (the labeler, the broker, this process: load generator + reader).
+    ``settings``: config changes for the labeler, {section: {key: value}}; ``None``: no
+    labeler, the reader reads the inputs themselves (one hop through the broker: the floor).
     """
-    process, config = serve_process(bootstrap, version, max_wait_ms=5)
+    if settings is None:
+        process, config = None, service_config(bootstrap, FORMATS["float32"])
+        ensure_topics(config)
+    else:
+        process, config = serve_process(bootstrap, version, max_wait_ms=5, settings=settings)
+    read = config.topics.embeddings if process is None else config.topics.labels
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}", "enable.auto.commit": False,
                        "fetch.wait.max.ms": 10})
-    reader.assign([TopicPartition(config.topics.labels, p, OFFSET_BEGINNING) for p in range(3)])
+    reader.assign([TopicPartition(read, p, OFFSET_BEGINNING) for p in range(3)])
     try:
         warm_up(bootstrap, config, reader)
         n = int(rate * seconds)
         sent: dict[bytes, float] = {}
         producer_thread = threading.Thread(target=_timed_produce,
                                            args=(bootstrap, config.topics.embeddings, X, n, rate, sent))
-        pids = {"labeler": process.pid, "broker": broker_pid, "load+reader": os.getpid()}
+        pids = {"labeler": process.pid} if process else {}
+        pids |= {"broker": broker_pid, "load+reader": os.getpid()}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.perf_counter()
         producer_thread.start()
@@ -215,8 +226,9 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
         sent_rate = n / elapsed
         cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
     finally:
-        process.terminate()
-        process.wait(30)
+        if process is not None:
+            process.terminate()
+            process.wait(30)
         reader.close()
     total, inner = np.asarray(total) * 1000, np.asarray(inner) * 1000
     return {"p50": float(np.percentile(total, 50)), "p99": float(np.percentile(total, 99)),
@@ -243,8 +255,9 @@ def rss_mb(pid: int) -> float:
     return float(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
 
 
-def serve_process(bootstrap: str, version: ModelVersion, max_wait_ms: int = 20):
-    """Start `stream-dec serve` on fresh topics; return (process, config)."""
+def serve_process(bootstrap: str, version: ModelVersion, max_wait_ms: int = 20, settings: dict | None = None):
+    """Start `stream-dec serve` on fresh topics (``settings``: config changes, {section: {key: value}});
+    return (process, config)."""
     import sys
     import tempfile
 
@@ -252,6 +265,8 @@ def serve_process(bootstrap: str, version: ModelVersion, max_wait_ms: int = 20):
     version.save(folder / "model")
     data = service_config(bootstrap, FORMATS["float32"], max_wait_ms=max_wait_ms, as_mapping=True)
     data["labeler"]["model_dir"] = str(folder / "model")
+    for section, changes in (settings or {}).items():
+        data.setdefault(section, {}).update(changes)
     config = config_from_mapping(data, source="benchmark")
     ensure_topics(config)
     (folder / "labeler.toml").write_text(_toml(data))
@@ -261,7 +276,8 @@ def serve_process(bootstrap: str, version: ModelVersion, max_wait_ms: int = 20):
 
 
 def warm_up(bootstrap: str, config, reader: Consumer, timeout: float = 120) -> None:
-    """Produce probe messages until one comes back labelled: the labeler is up and assigned."""
+    """Produce probe messages until the reader gets one back (labelled, when it reads the
+    labels): the labeler is up and assigned."""
     producer = Producer({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -313,6 +329,26 @@ def _toml(data: dict, prefix: str = "") -> str:
     return out
 
 
+def parse_settings(setting: str) -> dict | None:
+    """'default' -> {}; 'reservoir.sample_rate=0,labeler.max_wait_ms=20' -> {section: {key: value}};
+    'no-labeler' -> None (the broker alone).
+
+    >>> parse_settings("reservoir.sample_rate=0,log.format=text")
+    {'reservoir': {'sample_rate': 0}, 'log': {'format': 'text'}}
+    """
+    if setting == "no-labeler":
+        return None
+    changes: dict = {}
+    for change in ([] if setting == "default" else setting.split(",")):
+        name, value = change.split("=", 1)
+        section, key = name.split(".", 1)
+        try:
+            changes.setdefault(section, {})[key] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            changes.setdefault(section, {})[key] = value
+    return changes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=100_000, help="inputs per throughput run")
@@ -322,6 +358,11 @@ def main() -> None:
     parser.add_argument("--latency-rates", type=float, nargs="*", default=[10_000],
                         help="steady input rates (msg/s) for the latency runs; the target is at 10,000")
     parser.add_argument("--latency-seconds", type=float, default=10)
+    parser.add_argument("--latency-settings", nargs="+", default=["default"], metavar="SETTING",
+                        help="labeler configs for the latency runs, interleaved: 'default', changes such as "
+                             "reservoir.sample_rate=0 (several joined by ','), or 'no-labeler' (the reader reads "
+                             "the inputs: one hop through the broker)")
+    parser.add_argument("--latency-rounds", type=int, default=1, help="rounds of the latency runs")
     parser.add_argument("--rss", type=int, default=0, help="messages for the RSS run (0: skip)")
     parser.add_argument("--port", type=int, default=19392)
     args = parser.parse_args()
@@ -350,11 +391,13 @@ def main() -> None:
                 print(f"{dim:>4} | {name:8} | {fast:16,.0f} | {slow:14,.0f} | {fast / slow:5.1f}x | {alone:>10,.0f}/s | "
                       + " / ".join(f"{cores[k]:.2f}" for k in ("thread", "process", "broker")), flush=True)
         version = default_model(384)
-        for rate in args.latency_rates:
+        for round_, rate, setting in itertools.product(range(1, args.latency_rounds + 1), args.latency_rates,
+                                                      args.latency_settings):
             broker.terminate()  # a fresh broker per run: Tansu keeps every topic in memory
             broker.wait(10)
             broker = start_broker(args.port)
-            got = latency(bootstrap, version, words, rate, args.latency_seconds, broker.pid)
+            got = latency(bootstrap, version, words, rate, args.latency_seconds, broker.pid, parse_settings(setting))
+            print(f"round {round_}, {setting}: " if args.latency_rounds > 1 or setting != "default" else "", end="")
             print(f"latency at {rate:,.0f} msg/s (384-d float32, {got['sent_rate']:,.0f} reached): "
                   f"p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (target p99 <= 100 ms: "
                   f"{'ok' if got['p99'] <= 100 else 'MISSED'}); p50 / p99 split: produce -> label produced "
