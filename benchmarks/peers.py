@@ -247,6 +247,7 @@ def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
         return run
 
     def instrument(running) -> None:
+        spent.clear()  # what filled the window before the labeler started is not its cost
         running.predictor.predict = timed("model (Predictor.predict)", running.predictor.predict)
         running.run = timed("labeler thread, all", running.run)
         for name in ("_labels", "_deliver_and_commit", "settle"):  # labels' bytes; produce; commit
