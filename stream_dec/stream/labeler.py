@@ -49,7 +49,8 @@ from typing import NamedTuple
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, Producer,
+                             TopicPartition)
 
 from stream_dec.config import Config, LabelerConfig, TopicsConfig
 from stream_dec.io.wire import InputLimits, InputMessage, Rejection, columns, decode_batch, encode_labels
@@ -102,6 +103,17 @@ def input_messages(messages: list[Message], _new=tuple.__new__) -> list[InputMes
         inputs.append(_new(InputMessage, (message.topic(), message.partition(), message.offset(), message.key(),
                                           message.value(), *fields)))
     return inputs
+
+
+def input_age(messages: list[Message], now: float) -> float | None:
+    """Seconds from the Kafka timestamp of the batch's last message to ``now`` (at least 0),
+    or None when it has none: how long inputs waited before the labeler consumed them. The
+    timestamp is the producer's clock (CreateTime) unless the topic uses LogAppendTime."""
+    for message in reversed(messages):
+        if not message.error():
+            kind, milliseconds = message.timestamp()
+            return None if kind == TIMESTAMP_NOT_AVAILABLE else max(0.0, now - milliseconds / 1000)
+    return None
 
 
 def header_fields(headers: list[tuple[str, bytes | None]] | None) -> tuple[str | None, int]:
@@ -376,6 +388,9 @@ class Labeler:
     def process(self, messages: list[Message]) -> None:
         """Decode, label, produce and commit one batch (steps 2-5 of the module docstring)."""
         started = time.perf_counter()
+        age = input_age(messages, time.time())
+        if age is not None:
+            self.metrics.input_age.observe(age)
         inputs = input_messages(messages)
         if not inputs:
             return

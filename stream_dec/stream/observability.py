@@ -65,6 +65,10 @@ class LabelerMetrics:
         self.batch_seconds = Histogram("stream_dec_batch_seconds", "Consume-to-commit time of a batch",
                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
                                        registry=r)
+        self.input_age = Histogram("stream_dec_input_age_seconds", "Age of a batch's last input when consumed, from "
+                                   "its Kafka timestamp: how long inputs waited before the labeler",
+                                   buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+                                   registry=r)
         self.lag = Gauge("stream_dec_consumer_lag", "Messages behind the end of the assigned partitions", registry=r)
         self.model = ModelGauges(r, "Model version labelling now")
         self.samples_offered = Counter("stream_dec_samples_offered", "Samples written to the reservoir", registry=r)

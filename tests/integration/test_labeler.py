@@ -58,6 +58,10 @@ def test_round_trip_labels_equal_predict(service):
     labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(X))
     running.stop()
     assert len(labels) == len(X)
+    registry = running.labeler.metrics.registry  # each batch's input age, in seconds (the inputs waited)
+    batches = registry.get_sample_value("stream_dec_batches_total")
+    assert registry.get_sample_value("stream_dec_input_age_seconds_count") == batches > 0
+    assert 0 < registry.get_sample_value("stream_dec_input_age_seconds_sum") < 60 * batches
     expected, confidence = ModelVersion.load(config.labeler.model_dir).to_model().predict(X)
     by_id = {orjson.loads(m.value())["id"]: (m, orjson.loads(m.value())) for m in labels}
     for i in range(len(X)):

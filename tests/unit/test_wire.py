@@ -1,10 +1,10 @@
 import numpy as np
 import orjson
 import pytest
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import TIMESTAMP_CREATE_TIME, TIMESTAMP_LOG_APPEND_TIME, KafkaError, Message
 
 from stream_dec.io.wire import FLOAT32, JSON, InputLimits, InputMessage, _exact_json, _Reject, decode_batch, encode_label
-from stream_dec.stream.labeler import (dead_letter, first_offsets, header_fields, input_messages,
+from stream_dec.stream.labeler import (dead_letter, first_offsets, header_fields, input_age, input_messages,
                                        next_offsets)
 
 
@@ -271,3 +271,15 @@ def test_headers_parsed_once_per_run_still_give_each_message_its_own():
     assert [(m.content_type, m.header_bytes) for m in inputs] == [header_fields(headers) for headers in runs]
     assert [m.content_type for m in inputs] == [JSON, JSON, FLOAT32, None, JSON, JSON, None]
     assert inputs[2].header_bytes == len("Content-Type") + len(FLOAT32) + len("trace") + 3
+
+
+def test_input_age_is_measured_from_the_last_good_message_timestamp():
+    def at(kind, milliseconds):
+        return Message(topic="emb", partition=0, offset=0, value=b"v", timestamp=(kind, milliseconds))
+
+    failed = Message(topic="emb", partition=0, offset=-1, error=KafkaError(KafkaError._MSG_TIMED_OUT))
+    batch = [at(TIMESTAMP_CREATE_TIME, 1_000), at(TIMESTAMP_LOG_APPEND_TIME, 9_500), failed]
+    assert input_age(batch, now=10.0) == pytest.approx(0.5)  # the last message with no error, in seconds
+    assert input_age([at(TIMESTAMP_CREATE_TIME, 12_000)], now=10.0) == 0.0  # a producer's clock ahead: not negative
+    assert input_age([Message(topic="emb", value=b"v")], now=10.0) is None  # no timestamp
+    assert input_age([failed], now=10.0) is None
