@@ -37,6 +37,7 @@ import os
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -44,9 +45,10 @@ import numpy as np
 import orjson
 import torch
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from stream_dec.config import LabelerConfig, ModelConfig, config_from_mapping
-from stream_dec.local import start_tansu
+from stream_dec.local import free_port, start_tansu
 from stream_dec.model import DEC, ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, ensure_topics, producer_settings
@@ -192,11 +194,16 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
     meanwhile (the labeler, the broker, this process: load generator + reader).
     ``settings``: config changes for the labeler, {section: {key: value}}; ``None``: no
     labeler, the reader reads the inputs themselves (one hop through the broker: the floor).
+    ``wait`` (with a labeler): p50 and p99 of the labeler's ``stream_dec_input_age_seconds``
+    over the run, how old a batch's last input was when consumed: the part of ``in`` spent
+    before the labeler.
     """
+    metrics_port = free_port()
     if settings is None:
         process, config = None, service_config(bootstrap, FORMATS["float32"])
         ensure_topics(config)
     else:
+        settings = {**settings, "metrics": {"port": metrics_port, **settings.get("metrics", {})}}
         process, config = serve_process(bootstrap, version, max_wait_ms=5, settings=settings)
     read = config.topics.embeddings if process is None else config.topics.labels
     reader = Consumer({"bootstrap.servers": bootstrap, "group.id": f"r-{uuid.uuid4().hex}", "enable.auto.commit": False,
@@ -211,6 +218,7 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
         pids = {"labeler": process.pid} if process else {}
         pids |= {"broker": broker_pid, "load+reader": os.getpid()}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        ages_before = input_ages(metrics_port) if process else {}
         started = time.perf_counter()
         producer_thread.start()
         total, inner = [], []
@@ -225,6 +233,7 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
         elapsed = time.perf_counter() - started
         sent_rate = n / elapsed
         cpu = {name: (cpu_seconds(pid) - cpu_before[name]) / elapsed for name, pid in pids.items()}
+        ages = {le: count - ages_before[le] for le, count in input_ages(metrics_port).items()} if process else {}
     finally:
         if process is not None:
             process.terminate()
@@ -234,7 +243,33 @@ def latency(bootstrap: str, version: ModelVersion, X: np.ndarray, rate: float, s
     return {"p50": float(np.percentile(total, 50)), "p99": float(np.percentile(total, 99)),
             **{f"{leg}_{q}": float(np.percentile(delays, int(q[1:])))
                for leg, delays in (("in", inner), ("out", total - inner)) for q in ("p50", "p99")},
-            "sent_rate": sent_rate, "cpu": cpu}
+            "sent_rate": sent_rate, "cpu": cpu,
+            **{f"wait_{q}": bucket_quantile(ages, int(q[1:]) / 100) * 1000 for q in ("p50", "p99") if ages}}
+
+
+def input_ages(port: int) -> dict[float, float]:
+    """The labeler's ``stream_dec_input_age_seconds`` histogram: cumulative count by upper bound."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {float(sample.labels["le"]): sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == "stream_dec_input_age_seconds_bucket"}
+
+
+def bucket_quantile(buckets: dict[float, float], q: float) -> float:
+    """The ``q`` quantile of a cumulative histogram, interpolated in its bucket (as Prometheus's
+    histogram_quantile does); the last finite bound when it falls in the +Inf bucket.
+
+    >>> bucket_quantile({0.1: 50, 0.2: 100, float("inf"): 100}, 0.25)
+    0.05
+    """
+    bounds = sorted(buckets)
+    rank, below, lower = q * buckets[bounds[-1]], 0.0, 0.0
+    for bound in bounds:
+        if buckets[bound] >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(buckets[bound] - below, 1e-12)
+        below, lower = buckets[bound], bound
+    return lower
 
 
 def _timed_produce(bootstrap, topic, X, n, rate, sent):
@@ -402,7 +437,10 @@ def main() -> None:
                   f"p50 {got['p50']:.1f} ms, p99 {got['p99']:.1f} ms (target p99 <= 100 ms: "
                   f"{'ok' if got['p99'] <= 100 else 'MISSED'}); p50 / p99 split: produce -> label produced "
                   f"{got['in_p50']:.1f} / {got['in_p99']:.1f} ms, label -> read {got['out_p50']:.1f} / "
-                  f"{got['out_p99']:.1f} ms; cores used: "
+                  f"{got['out_p99']:.1f} ms; "
+                  + (f"inputs' age when the labeler consumed them (stream_dec_input_age_seconds, a batch's "
+                     f"last) {got['wait_p50']:.1f} / {got['wait_p99']:.1f} ms; " if "wait_p50" in got else "")
+                  + "cores used: "
                   + ", ".join(f"{name} {used:.2f}" for name, used in got["cpu"].items()), flush=True)
         if args.rss:
             samples = rss_run(bootstrap, version, words, args.rss)
