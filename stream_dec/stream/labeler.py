@@ -108,7 +108,12 @@ def input_messages(messages: list[Message], _new=tuple.__new__) -> list[InputMes
 def input_age(messages: list[Message], now: float) -> float | None:
     """Seconds from the Kafka timestamp of the batch's last message to ``now`` (at least 0),
     or None when it has none: how long inputs waited before the labeler consumed them. The
-    timestamp is the producer's clock (CreateTime) unless the topic uses LogAppendTime."""
+    timestamp is the producer's clock (CreateTime) unless the topic uses LogAppendTime.
+
+    >>> from confluent_kafka import TIMESTAMP_CREATE_TIME
+    >>> input_age([Message(topic="t", value=b"v", timestamp=(TIMESTAMP_CREATE_TIME, 9_500))], now=10.0)
+    0.5
+    """
     for message in reversed(messages):
         if not message.error():
             kind, milliseconds = message.timestamp()
