@@ -362,8 +362,9 @@ def main() -> None:
                         help="the reservoir the labeler starts with: a new deployment's (empty) or a service's "
                              "past its first version (full: staging keeps what the next cycle takes)")
     parser.add_argument("--peers", default="labeler,labeler-unsampled,batch-loop,quix,naive",
-                        help="comma-separated peers, run in this order in each round (default: all; 'labeler' always "
-                             "runs, first unless listed: the ratios need it)")
+                        help="comma-separated peers, run in this order in each round (default: %(default)s; the "
+                             "module docstring lists the others); 'labeler' always runs, first unless listed: the "
+                             "ratios need it")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(1)  # [labeler] threads' default; the broker and the clients need the other core
