@@ -412,7 +412,7 @@ class Labeler:
         seconds = time.perf_counter() - started
         self.metrics.batches.inc()
         self.metrics.batch_seconds.observe(seconds)
-        self.stats.add(len(batch.ids), len(batch.rejected), seconds)
+        self.stats.add(len(batch.ids), len(batch.rejected), seconds, age)
 
     def _labels(self, inputs, rows, ids, clusters, confidence) -> tuple[str, list, list[bytes]]:
         """The batch's labels as (topic, keys, values), keyed by their inputs' keys."""

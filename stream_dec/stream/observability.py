@@ -10,6 +10,7 @@ lag, dead letters, version; the updater logs one line per update.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -131,25 +132,35 @@ class StatsLine:
         self._reset(time.monotonic())
 
     def _reset(self, now: float) -> None:
-        self.started, self.count, self.dead, self.latencies = now, 0, 0, []
+        self.started, self.count, self.dead, self.latencies, self.ages = now, 0, 0, [], []
 
-    def add(self, labels: int, dead_letters: int, seconds: float) -> None:
+    def add(self, labels: int, dead_letters: int, seconds: float, age: float | None = None) -> None:
+        """A batch: its labels and dead letters, seconds in the labeler, and its inputs' age when consumed."""
         self.count += labels
         self.dead += dead_letters
         self.dead_total += dead_letters
         self.latencies.append(seconds)
+        if age is not None:
+            self.ages.append(age)
 
     def due(self) -> bool:
         return time.monotonic() - self.started >= self.interval
 
     def emit(self, lag: int | None, version: int) -> None:
         now = time.monotonic()
-        latencies = np.asarray(self.latencies or [0.0]) * 1000
+        latencies, ages = (np.asarray(values or [math.nan]) * 1000 for values in (self.latencies, self.ages))
         fields = {
             "event": "stats", "rate": round(self.count / max(now - self.started, 1e-9), 1),
             "labels": self.count, "dead_letters": self.dead, "dead_letters_total": self.dead_total,
-            "batches": len(self.latencies), "batch_ms_p50": round(float(np.percentile(latencies, 50)), 2),
-            "batch_ms_p99": round(float(np.percentile(latencies, 99)), 2), "lag": lag, "version": version,
+            "batches": len(self.latencies), "batch_ms_p50": _percentile(latencies, 50),
+            "batch_ms_p99": _percentile(latencies, 99), "input_age_ms_p50": _percentile(ages, 50),
+            "input_age_ms_p99": _percentile(ages, 99), "lag": lag, "version": version,
         }
         log.info("stats", extra={"fields": fields})
         self._reset(now)
+
+
+def _percentile(values: np.ndarray, q: float) -> float | None:
+    """``q``-th percentile rounded to 0.01; None for none (NaN)."""
+    value = float(np.percentile(values, q))
+    return None if math.isnan(value) else round(value, 2)
