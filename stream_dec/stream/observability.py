@@ -3,8 +3,8 @@
 Each labeler owns a :class:`LabelerMetrics`, each updater an :class:`UpdaterMetrics`, with
 its own registry, served on ``[metrics] port`` when it is not 0 (the labeler and the
 updater read their own config files, so each has its own port). The labeler's figures
-also go to the log every ``log_interval_s`` as one line: rate, batch latency, consumer
-lag, dead letters, version; the updater logs one line per update.
+also go to the log every ``log_interval_s`` as one line: rate, batch latency, inputs' age
+when consumed, consumer lag, dead letters, version; the updater logs one line per update.
 """
 
 from __future__ import annotations
