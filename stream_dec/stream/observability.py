@@ -10,7 +10,6 @@ when consumed, consumer lag, dead letters, version; the updater logs one line pe
 from __future__ import annotations
 
 import logging
-import math
 import time
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -148,19 +147,17 @@ class StatsLine:
 
     def emit(self, lag: int | None, version: int) -> None:
         now = time.monotonic()
-        latencies, ages = (np.asarray(values or [math.nan]) * 1000 for values in (self.latencies, self.ages))
         fields = {
             "event": "stats", "rate": round(self.count / max(now - self.started, 1e-9), 1),
             "labels": self.count, "dead_letters": self.dead, "dead_letters_total": self.dead_total,
-            "batches": len(self.latencies), "batch_ms_p50": _percentile(latencies, 50),
-            "batch_ms_p99": _percentile(latencies, 99), "input_age_ms_p50": _percentile(ages, 50),
-            "input_age_ms_p99": _percentile(ages, 99), "lag": lag, "version": version,
+            "batches": len(self.latencies), "batch_ms_p50": _milliseconds(self.latencies, 50),
+            "batch_ms_p99": _milliseconds(self.latencies, 99), "input_age_ms_p50": _milliseconds(self.ages, 50),
+            "input_age_ms_p99": _milliseconds(self.ages, 99), "lag": lag, "version": version,
         }
         log.info("stats", extra={"fields": fields})
         self._reset(now)
 
 
-def _percentile(values: np.ndarray, q: float) -> float | None:
-    """``q``-th percentile rounded to 0.01; None for none (NaN)."""
-    value = float(np.percentile(values, q))
-    return None if math.isnan(value) else round(value, 2)
+def _milliseconds(seconds: list[float], q: float) -> float | None:
+    """The ``q``-th percentile of ``seconds`` in milliseconds, rounded to 0.01; None for none."""
+    return round(float(np.percentile(np.asarray(seconds) * 1000, q)), 2) if seconds else None
