@@ -391,16 +391,16 @@ def main() -> None:
                 stages(dataclasses.replace(config, reservoir=dataclasses.replace(config.reservoir, sample_rate=rate)),
                        version, args.messages, window)
             return
+        def windowed(section: str, **changes) -> tuple[Callable, int]:
+            """The labeler with ``changes`` to ``[section]``, on the chosen window."""
+            return functools.partial(variant(section, **changes), window=window), args.messages
+
         peers = {"labeler": (functools.partial(labeler, window=window), args.messages),
                  "labeler-unsampled": (variant("reservoir", sample_rate=0.0), args.messages),
-                 "labeler-float32": (functools.partial(variant("labeler", precision="float32"), window=window),
-                                     args.messages),
-                 "labeler-samples-float32": (functools.partial(variant("reservoir", sample_precision="float32"),
-                                                               window=window), args.messages),
-                 "labeler-each-batch": (functools.partial(variant("reservoir", write_interval_ms=0), window=window),
-                                        args.messages),
-                 "labeler-write-5s": (functools.partial(variant("reservoir", write_interval_ms=5000), window=window),
-                                      args.messages),
+                 "labeler-float32": windowed("labeler", precision="float32"),
+                 "labeler-samples-float32": windowed("reservoir", sample_precision="float32"),
+                 "labeler-each-batch": windowed("reservoir", write_interval_ms=0),
+                 "labeler-write-5s": windowed("reservoir", write_interval_ms=5000),
                  "batch-loop": (batch_loop, args.messages),
                  "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = args.peers.split(",")
