@@ -24,7 +24,7 @@ MAX_EXACT_POPULATION = 10**9 - 1
 draws a binomial count, the same law to within ``room / population``."""
 
 
-def winners(before: int, draws: np.ndarray, room: int) -> tuple[list[int], list[int]]:
+def winners(before: int, draws: np.ndarray, room: int) -> tuple[np.ndarray, np.ndarray]:
     """Algorithm R for a batch: (rows, slots) of the samples that enter a sample of ``room``
     slots when ``before`` samples were offered to it earlier.
 
@@ -32,16 +32,17 @@ def winners(before: int, draws: np.ndarray, room: int) -> tuple[list[int], list[
     ``s <= room``, then replaces slot ``floor(draws[i] * s)`` when that is below ``room``.
     Of two rows drawing one slot only the later is kept: it would overwrite the other.
 
-    >>> winners(0, np.array([0.9, 0.9, 0.1, 0.6]), 2)  # fills slots 0 and 1; 0.1 * 3 -> slot 0
+    >>> rows, slots = winners(0, np.array([0.9, 0.9, 0.1, 0.6]), 2)  # fills slots 0 and 1; 0.1 * 3 -> slot 0
+    >>> rows.tolist(), slots.tolist()
     ([2, 1], [0, 1])
-    >>> winners(10, np.array([0.5, 0.05]), 2)  # 0.5 * 11 -> 5, not a slot; 0.05 * 12 -> 0
-    ([1], [0])
+    >>> [a.tolist() for a in winners(10, np.array([0.5, 0.05]), 2)]  # 0.5 * 11 -> 5, not a slot; 0.05 * 12 -> 0
+    [[1], [0]]
     """
     seen = before + np.arange(1, len(draws) + 1)
     slots = np.where(seen <= room, seen - 1, np.floor(draws * seen)).astype(np.int64)
     rows = np.flatnonzero(slots < room)[::-1]  # latest first: np.unique keeps each slot's first
     taken, first = np.unique(slots[rows], return_index=True)
-    return rows[first].tolist(), taken.tolist()
+    return rows[first], taken
 
 
 def merge(before: int, offered: int, held: int, room: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
@@ -143,9 +144,8 @@ class LocalSample:
         if fill:  # one block copy; rows later in the batch that replace some of them are copied after
             self.X[self.offered:self.offered + fill] = X[:fill]
         self.offered += len(ids)
-        if not rows:
+        if not len(rows):
             return
-        rows, slots = np.asarray(rows), np.asarray(slots)
         later = rows >= fill
         self.X[slots[later]] = X[rows[later]]
         self.arrived[slots] = arrived
