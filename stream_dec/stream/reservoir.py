@@ -160,21 +160,20 @@ def pack(identifier: str, arrived: float, vector: np.ndarray, text: str | None =
     return pack_many([identifier], arrived, np.asarray(vector)[None], texts=[text], precision=precision)[0]
 
 
-def pack_many(ids: list[str], arrived: float | np.ndarray, X: np.ndarray, rows: list[int] | None = None,
+def pack_many(ids: list[str], arrived: float | np.ndarray, X: np.ndarray,
               texts: list[str | None] | None = None, precision: str = "float32") -> list[bytes]:
-    """The samples ``rows`` of a batch (all of them by default), each as :func:`pack` writes
-    it, their vectors converted in one call; ``arrived`` is one time for all rows, or each row's.
+    """The samples of a batch, each as :func:`pack` writes it, their vectors converted in
+    one call; ``arrived`` is one time for all rows, or each row's.
 
     >>> X = np.array([[1, 2], [3, 4]], "<f4")
-    >>> samples = pack_many(["a", "bc"], 1.5, X, [1, 0], ["a fish", None])
-    >>> samples == [pack("bc", 1.5, X[1]), pack("a", 1.5, X[0], "a fish")]
+    >>> samples = pack_many(["a", "bc"], 1.5, X, [None, "a fish"])
+    >>> samples == [pack("a", 1.5, X[0]), pack("bc", 1.5, X[1], "a fish")]
     True
     """
     _check(precision)
     times = np.broadcast_to(np.asarray(arrived, np.float64), (len(ids),)).tolist()
-    chosen = np.asarray(X) if rows is None else np.asarray(X)[rows]
     return [b"".join((_head(ids[i], times[i], texts[i] if texts else None), *vector))
-            for i, vector in zip(range(len(ids)) if rows is None else rows, _vectors(chosen, precision))]
+            for i, vector in enumerate(_vectors(X, precision))]
 
 
 def _check(precision: str) -> None:
