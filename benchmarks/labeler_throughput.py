@@ -133,11 +133,13 @@ def labeler_rate(config, version: ModelVersion, n: int, broker_pid: int) -> tupl
     def mark() -> tuple[float, ...]:
         return time.perf_counter(), time.thread_time(), cpu_seconds(os.getpid()), cpu_seconds(broker_pid)
 
-    def timed(messages):
-        if not marks:
+    def timed(messages):  # from the first batch consumed to the last one finished
+        if messages and not marks:
             marks.append(mark())
+        finished = labeler.metrics.batches._value.get()
         original(messages)
-        marks.append(mark())
+        if marks and labeler.metrics.batches._value.get() > finished:
+            marks.append(mark())
 
     labeler.process = timed
     thread = threading.Thread(target=labeler.run)
