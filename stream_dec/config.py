@@ -486,6 +486,10 @@ class LabelerConfig:
     threads
         CPU threads for the model (``torch.set_num_threads``); the Kafka client threads
         need the remaining cores.
+    model_thread
+        Run the model step on a thread of its own: while it labels one batch, the
+        labeler produces the batch before and decodes the one after (torch releases the
+        GIL while it multiplies). ``false``: one batch at a time on one thread.
     retry_backoff_ms, retry_backoff_max_ms
         First and largest wait between retries of a failed produce or commit.
     log_interval_s
@@ -517,6 +521,7 @@ class LabelerConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     threads: int = 1
+    model_thread: bool = True
     retry_backoff_ms: int = 100
     retry_backoff_max_ms: int = 5_000
     log_interval_s: float = 10.0

@@ -16,14 +16,20 @@ through :meth:`Labeler.process`:
    and the labeler waits for the oldest. In ``exactly-once`` mode steps 4-5 are one
    producer transaction carrying the offsets instead.
 
+With ``model_thread`` (the default) step 3 runs on a thread of its own: while it labels
+one batch, the labeler's thread produces the batch before and consumes and decodes the
+one after (without waiting for more messages while a batch is being labelled), since
+torch releases the GIL while it multiplies. Batches are still produced in order, each
+with the version that labelled it.
+
 Cold start: a labeler started before any model version exists (``predictor=None``)
 only samples each batch into the reservoir, producing and committing nothing, and
 remembers the first offset it saw per partition. When version 1 arrives on the
 versions topic it seeks back there and labels everything, so the updater can train
 the first model from the stream itself and no input goes unlabelled.
 
-A rebalance (whose callbacks run inside ``consume``) first waits for every batch in
-flight and commits it, so the revoked partitions' work is committed before they move;
+A rebalance (whose callbacks run inside ``consume``) first finishes the batch being
+labelled, then waits for every batch in flight and commits it, so the revoked partitions' work is committed before they move;
 stopping does the same. A crash before a batch is committed repeats its labels (at most
 ``max_in_flight`` batches) on restart but never skips an input; consumers dedupe by the
 ``(topic, partition, offset)`` every label carries. Each input is offered to the
@@ -41,19 +47,22 @@ from __future__ import annotations
 import gc
 import logging
 import socket
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 import numpy as np
 import orjson
+import torch
 from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, Producer,
                              TopicPartition)
 
 from stream_dec.config import Config, LabelerConfig, TopicsConfig
-from stream_dec.io.wire import InputLimits, InputMessage, Rejection, columns, decode_batch, encode_labels
+from stream_dec.io.wire import DecodedBatch, InputLimits, InputMessage, Rejection, columns, decode_batch, encode_labels
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
@@ -63,6 +72,11 @@ from stream_dec.stream.versions import VersionFollower
 log = logging.getLogger("stream_dec.labeler")
 SLOW_BROKER_S = 1.0
 """A commit or an acknowledgement that takes longer than this is logged (the broker is slow, down or paused)."""
+GIL_SWITCH_S = 0.0002
+"""The interpreter's switch interval while a model thread runs (``sys.setswitchinterval``;
+Python's default is 0.005). Each torch operation of the model step releases the GIL and
+takes it back; at the default the model thread waited up to 5 ms for it each time while
+the labeler's thread ran Python, which made the model step several times slower."""
 
 
 DETAIL_BYTES = 1024
@@ -265,6 +279,17 @@ def commit_callback(metrics: LabelerMetrics) -> Callable[[KafkaError | None, lis
     return committed
 
 
+class Labelling(NamedTuple):
+    """A decoded batch whose model step may still be running (on the model thread)."""
+
+    started: float  # time.perf_counter() when consumed
+    age: float | None  # its inputs' age when consumed (:func:`input_age`)
+    inputs: list[InputMessage]
+    batch: DecodedBatch
+    version: int  # of the model that labels it
+    result: Future  # (clusters, confidence)
+
+
 class InFlight(NamedTuple):
     """A labelled batch whose records are on their way to the broker."""
 
@@ -344,6 +369,10 @@ class Labeler:
         self.sampler = None if reservoir is None else SampleWriter(
             reservoir, self.metrics.samples_offered.inc, self.metrics.samples_skipped.inc, retry_s=self.backoff.max,
             write_interval_s=write_interval_s)
+        self.model_thread = ThreadPoolExecutor(1, "model", initializer=torch.set_num_threads,
+                                               initargs=(settings.threads,)) if settings.model_thread else None
+        self.labelling: Labelling | None = None
+        """The batch consumed last, its model step perhaps still running; finished after the next is consumed."""
 
     def run(self) -> None:
         """Label until :attr:`stop` is set, then finish the batch in flight and leave the group.
@@ -354,9 +383,13 @@ class Labeler:
         Starting, it moves every object alive so far (the imported modules, the model:
         most of the process's heap) out of the garbage collector's reach (``gc.freeze``),
         so the full collections that a stream of batches sets off scan only what was
-        made since.
+        made since; with a model thread it shortens the interpreter's switch interval
+        (:data:`GIL_SWITCH_S`) until it stops. Both are process-wide.
         """
         gc.freeze()
+        switch_interval = sys.getswitchinterval()
+        if self.model_thread is not None:
+            sys.setswitchinterval(GIL_SWITCH_S)
         if self.transactional:
             self.producer.init_transactions(30)
         self.consumer.subscribe([self.topics.embeddings], on_assign=self._assigned, on_revoke=self._revoked)
@@ -369,15 +402,20 @@ class Labeler:
         try:
             while not self.stop.is_set():
                 self.follow_versions()
-                messages = self.consumer.consume(self.settings.max_batch, self.settings.max_wait_ms / 1000)
-                if messages:
-                    self.process(messages) if self.predictor else self.sample_only(messages)
+                # while a batch is being labelled, take only what has already arrived
+                wait = 0 if self.labelling else self.settings.max_wait_ms / 1000
+                messages = self.consumer.consume(self.settings.max_batch, wait)
+                if self.predictor:
+                    self.process(messages)
+                elif messages:
+                    self.sample_only(messages)
                 self.settle()
                 if self.stats.due():
                     lag = self.lag()
                     if lag is not None:
                         self.metrics.lag.set(lag)
                     self.stats.emit(lag, self.predictor.version if self.predictor else 0)
+            self.process([])
             self.settle(everything=True)
             self.producer.flush(30)
         except DeliveryFailed:
@@ -385,24 +423,51 @@ class Labeler:
             self.producer.purge()
             raise
         finally:
+            if self.model_thread is not None:
+                self.model_thread.shutdown(wait=False, cancel_futures=True)
+                sys.setswitchinterval(switch_interval)
             self.consumer.close()  # leaves the group: partitions move at once
             if self.sampler is not None:
                 self.sampler.close()  # writes the samples still waiting
             log.info("labeler stopped")
 
     def process(self, messages: list[Message]) -> None:
-        """Decode, label, produce and commit one batch (steps 2-5 of the module docstring)."""
+        """Decode ``messages`` and start their model step; then produce and commit the batch
+        consumed before them (steps 2-5 of the module docstring), whose model step ran
+        meanwhile on the model thread. An empty ``messages`` finishes that batch now.
+        Without a model thread each batch is finished at once."""
+        labelling = self._start(messages) if messages else None
+        if self.labelling is not None:
+            self._finish(self.labelling)
+        if labelling is not None and self.model_thread is None:
+            self._finish(labelling)
+        else:
+            self.labelling = labelling
+
+    def _start(self, messages: list[Message]) -> Labelling | None:
+        """Decode a batch and hand it to the model (on the model thread, or here without one)."""
         started = time.perf_counter()
         age = input_age(messages, time.time())
         if age is not None:
             self.metrics.input_age.observe(age)
         inputs = input_messages(messages)
         if not inputs:
-            return
+            return None
         batch = decode_batch(inputs, dim=self.predictor.dim, default_content_type=self.settings.content_type,
                              limits=self.limits)
-        clusters, confidence = self.predictor.predict(batch.X)
-        labels = self._labels(inputs, batch.rows, batch.ids, clusters, confidence)
+        if self.model_thread is not None:
+            result = self.model_thread.submit(self.predictor.predict, batch.X)
+        else:
+            result = Future()
+            result.set_result(self.predictor.predict(batch.X))
+        return Labelling(started, age, inputs, batch, self.predictor.version, result)
+
+    def _finish(self, labelling: Labelling) -> None:
+        """Produce a batch's labels and dead letters once its model step is done; commit it once delivered."""
+        self.labelling = None  # finished, whatever happens: a rebalance inside produce must not finish it again
+        started, age, inputs, batch, version, result = labelling
+        clusters, confidence = result.result()
+        labels = self._labels(inputs, batch.rows, batch.ids, clusters, confidence, version)
         records = [dead_letter(r, self.topics.dead_letters, self.settings.dead_letter_max_bytes,
                                self.settings.max_key_bytes) for r in batch.rejected]
         self._deliver_and_commit(records, labels, inputs, batch)
@@ -414,12 +479,11 @@ class Labeler:
         self.metrics.batch_seconds.observe(seconds)
         self.stats.add(len(batch.ids), len(batch.rejected), seconds, age)
 
-    def _labels(self, inputs, rows, ids, clusters, confidence) -> tuple[str, list, list[bytes]]:
+    def _labels(self, inputs, rows, ids, clusters, confidence, version: int) -> tuple[str, list, list[bytes]]:
         """The batch's labels as (topic, keys, values), keyed by their inputs' keys."""
         picked = inputs if len(rows) == len(inputs) else [inputs[row] for row in rows.tolist()]  # rows ascend
         topics, partitions, offsets, keys = columns(picked, "topic", "partition", "offset", "key")
-        values = encode_labels(ids, clusters.tolist(), confidence.tolist(), self.predictor.version,
-                               topics, partitions, offsets)
+        values = encode_labels(ids, clusters.tolist(), confidence.tolist(), version, topics, partitions, offsets)
         return self.topics.labels, keys, values
 
     def _deliver_and_commit(self, records: list[Record], labels: tuple[str, list, list[bytes]],
@@ -588,6 +652,7 @@ class Labeler:
         log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.process([])  # the batch being labelled is produced and committed too
         self.settle(everything=True)
         for p in partitions:  # their new owner starts from the committed offset
             self.unlabelled_from.pop((p.topic, p.partition), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from stream_dec.model import ModelVersion
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import consumer_settings, producer_settings
-from stream_dec.stream.labeler import build_labeler
+from stream_dec.stream.labeler import GIL_SWITCH_S, build_labeler
 from tests.conftest import wordnet_slice
 from tests.integration.conftest import float32_record, json_record, produce, read_all, wait_for_line, wait_for_records
 from tests.integration.reliability import account, source_offset
@@ -29,10 +30,10 @@ pytestmark = pytest.mark.integration
 class Running:
     """A Labeler in a background thread (the same object `stream-dec serve` runs)."""
 
-    def __init__(self, config, transactional_id=None, reservoir=None):
-        self.labeler = build_labeler(config, Predictor(ModelVersion.load(config.labeler.model_dir), "cpu"),
-                               Consumer(consumer_settings(config)),
-                               Producer(producer_settings(config, transactional_id)), reservoir=reservoir)
+    def __init__(self, config, transactional_id=None, reservoir=None, predictor=None):
+        predictor = predictor or Predictor(ModelVersion.load(config.labeler.model_dir), "cpu")
+        self.labeler = build_labeler(config, predictor, Consumer(consumer_settings(config)),
+                                     Producer(producer_settings(config, transactional_id)), reservoir=reservoir)
         self.thread = threading.Thread(target=self.labeler.run, daemon=True)
         self.thread.start()
 
@@ -49,15 +50,30 @@ def committed(config, partitions=3):
     return {tp.partition: max(tp.offset, 0) for tp in offsets}  # none yet (OFFSET_INVALID): from the start
 
 
-def test_round_trip_labels_equal_predict(service):
+@pytest.mark.parametrize("model_thread", [True, False])
+def test_round_trip_labels_equal_predict(service, model_thread):
     config, _ = service
+    config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, model_thread=model_thread,
+                                                                     max_batch=64))
     X, _ = wordnet_slice(classes=6, per_class=50, seed=11)
     records = [(float32_record if i % 2 else json_record)(f"id-{i}", x) for i, x in enumerate(X)]
     produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
-    running = Running(config)
+    predictor = Predictor(ModelVersion.load(config.labeler.model_dir), "cpu")
+    predict, calls = predictor.predict, []  # where each model step ran, and the switch interval then
+    predictor.predict = lambda rows: calls.append((threading.current_thread().name, sys.getswitchinterval())) \
+        or predict(rows)
+    switch_interval = sys.getswitchinterval()
+    running = Running(config, predictor=predictor)
     labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(X))
     running.stop()
     assert len(labels) == len(X)
+    assert len(calls) >= len(X) / 64
+    if model_thread:  # off the labeler's thread, with the short switch interval, restored on stop
+        assert {name for name, _ in calls} == {"model_0"}
+        assert all(s == pytest.approx(GIL_SWITCH_S) for _, s in calls)  # kept in microseconds
+    else:
+        assert {name for name, _ in calls} == {running.thread.name} and {s for _, s in calls} == {switch_interval}
+    assert sys.getswitchinterval() == switch_interval
     registry = running.labeler.metrics.registry  # each batch's input age, in seconds (the inputs waited)
     batches = registry.get_sample_value("stream_dec_batches_total")
     assert registry.get_sample_value("stream_dec_input_age_seconds_count") == batches > 0
@@ -74,8 +90,6 @@ def test_round_trip_labels_equal_predict(service):
 
 
 def test_exactly_once_mode_commits_labels_and_offsets_together(service):
-    import dataclasses
-
     config, _ = service
     config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, delivery="exactly-once"))
     X, _ = wordnet_slice(classes=6, per_class=20, seed=8)
