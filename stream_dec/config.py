@@ -489,7 +489,8 @@ class LabelerConfig:
     model_thread
         Run the model step on a thread of its own: while it labels one batch, the
         labeler produces the batch before and decodes the one after (torch releases the
-        GIL while it multiplies). ``false``: one batch at a time on one thread.
+        GIL while it multiplies). ``false``: one batch at a time on one thread, as in
+        ``exactly-once`` delivery, where a failed transaction rewinds to its batch.
     retry_backoff_ms, retry_backoff_max_ms
         First and largest wait between retries of a failed produce or commit.
     log_interval_s

@@ -16,11 +16,11 @@ through :meth:`Labeler.process`:
    and the labeler waits for the oldest. In ``exactly-once`` mode steps 4-5 are one
    producer transaction carrying the offsets instead.
 
-With ``model_thread`` (the default) step 3 runs on a thread of its own: while it labels
-one batch, the labeler's thread produces the batch before and consumes and decodes the
-one after (without waiting for more messages while a batch is being labelled), since
-torch releases the GIL while it multiplies. Batches are still produced in order, each
-with the version that labelled it.
+With ``model_thread`` (the default; at-least-once mode) step 3 runs on a thread of its
+own: while it labels one batch, the labeler's thread produces the batch before and
+consumes and decodes the one after (without waiting for more messages while a batch is
+being labelled), since torch releases the GIL while it multiplies. Batches are still
+produced in order, each with the version that labelled it.
 
 Cold start: a labeler started before any model version exists (``predictor=None``)
 only samples each batch into the reservoir, producing and committing nothing, and
@@ -29,8 +29,8 @@ versions topic it seeks back there and labels everything, so the updater can tra
 the first model from the stream itself and no input goes unlabelled.
 
 A rebalance (whose callbacks run inside ``consume``) first finishes the batch being
-labelled, then waits for every batch in flight and commits it, so the revoked partitions' work is committed before they move;
-stopping does the same. A crash before a batch is committed repeats its labels (at most
+labelled, then waits for every batch in flight and commits it, so the revoked
+partitions' work is committed before they move; stopping does the same. A crash before a batch is committed repeats its labels (at most
 ``max_in_flight`` batches) on restart but never skips an input; consumers dedupe by the
 ``(topic, partition, offset)`` every label carries. Each input is offered to the
 reservoir once: not again when a cold start seeks back, nor for a retried transaction.
@@ -369,8 +369,10 @@ class Labeler:
         self.sampler = None if reservoir is None else SampleWriter(
             reservoir, self.metrics.samples_offered.inc, self.metrics.samples_skipped.inc, retry_s=self.backoff.max,
             write_interval_s=write_interval_s)
+        # exactly-once labels one batch at a time: a failed transaction rewinds to its batch's offsets
+        overlap = settings.model_thread and not self.transactional
         self.model_thread = ThreadPoolExecutor(1, "model", initializer=torch.set_num_threads,
-                                               initargs=(settings.threads,)) if settings.model_thread else None
+                                               initargs=(settings.threads,)) if overlap else None
         self.labelling: Labelling | None = None
         """The batch consumed last, its model step perhaps still running; finished after the next is consumed."""
 
@@ -423,6 +425,7 @@ class Labeler:
             self.producer.purge()
             raise
         finally:
+            self.labelling = None  # left only by an error: not produced, so its inputs are labelled again
             if self.model_thread is not None:
                 self.model_thread.shutdown(wait=False, cancel_futures=True)
                 sys.setswitchinterval(switch_interval)

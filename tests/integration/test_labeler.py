@@ -43,6 +43,15 @@ class Running:
         assert not self.thread.is_alive()
 
 
+def recording_predictor(config) -> tuple[Predictor, list[tuple[str, float]]]:
+    """The model of ``config``, noting for each model step its thread's name and the switch interval."""
+    predictor = Predictor(ModelVersion.load(config.labeler.model_dir), "cpu")
+    predict, calls = predictor.predict, []
+    predictor.predict = lambda rows: calls.append((threading.current_thread().name, sys.getswitchinterval())) \
+        or predict(rows)
+    return predictor, calls
+
+
 def committed(config, partitions=3):
     consumer = Consumer(consumer_settings(config))
     offsets = consumer.committed([TopicPartition(config.topics.embeddings, p) for p in range(partitions)], timeout=10)
@@ -58,10 +67,7 @@ def test_round_trip_labels_equal_predict(service, model_thread):
     X, _ = wordnet_slice(classes=6, per_class=50, seed=11)
     records = [(float32_record if i % 2 else json_record)(f"id-{i}", x) for i, x in enumerate(X)]
     produce(config.kafka["bootstrap.servers"], config.topics.embeddings, records)
-    predictor = Predictor(ModelVersion.load(config.labeler.model_dir), "cpu")
-    predict, calls = predictor.predict, []  # where each model step ran, and the switch interval then
-    predictor.predict = lambda rows: calls.append((threading.current_thread().name, sys.getswitchinterval())) \
-        or predict(rows)
+    predictor, calls = recording_predictor(config)
     switch_interval = sys.getswitchinterval()
     running = Running(config, predictor=predictor)
     labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(X))
@@ -95,9 +101,11 @@ def test_exactly_once_mode_commits_labels_and_offsets_together(service):
     X, _ = wordnet_slice(classes=6, per_class=20, seed=8)
     produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
             [float32_record(f"id-{i}", x) for i, x in enumerate(X)])
-    running = Running(config, transactional_id=f"{config.labeler.group_id}-tx")
+    predictor, calls = recording_predictor(config)
+    running = Running(config, transactional_id=f"{config.labeler.group_id}-tx", predictor=predictor)
     labels = read_all(config.kafka["bootstrap.servers"], config.topics.labels, len(X), committed_only=True)
     running.stop()
+    assert calls and {name for name, _ in calls} == {running.thread.name}  # no model thread: one batch at a time
     assert sorted(orjson.loads(m.value())["id"] for m in labels) == sorted(f"id-{i}" for i in range(len(X)))
     assert sum(committed(config).values()) == len(X)  # offsets went in with the transactions
     # The labels really went through transactions: each commit wrote a control record (marker)
