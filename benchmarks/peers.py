@@ -232,8 +232,9 @@ def redis_cpu_seconds(client: redis.Redis) -> float:
 
 def stages(config, version, n: int, window: np.ndarray | None = None) -> None:
     """One :func:`labeler` run with a thread-CPU timer around each stage: the CPU
-    microseconds per label of the labeler's thread in each, of that thread in all, and of
-    the whole process (librdkafka's threads and the reservoir writer's too)."""
+    microseconds per label of the labeler's thread in each (the model step's of the model
+    thread, where it runs), of that thread in all, and of the whole process (librdkafka's
+    threads, the model thread and the reservoir writer's too)."""
     import stream_dec.stream.labeler as module
     import stream_dec.stream.reservoir as reservoir_module
     import stream_dec.stream.sampling as sampling
