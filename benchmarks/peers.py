@@ -16,8 +16,8 @@ group and its own labels topic:
   batch's samples written as it comes, not a local sample merged once a second;
 - ``labeler-write-5s``: the same with ``write_interval_ms = 5000``: a local sample merged
   once every 5 seconds;
-- ``labeler-one-thread``: the same with ``[labeler] model_thread = false``: the model
-  step on the labeler's own thread, one batch at a time;
+- ``labeler-model-thread``: the same with ``[labeler] model_thread = true``: the model
+  step on a thread of its own, beside the labeler's;
 - ``batch-loop``: the 30-line loop a user writes with confluent-kafka: ``consume(1000)``,
   one model call, produce each label, ``flush``, synchronous commit;
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
@@ -405,7 +405,7 @@ def main() -> None:
                  "labeler-samples-float32": windowed("reservoir", sample_precision="float32"),
                  "labeler-each-batch": windowed("reservoir", write_interval_ms=0),
                  "labeler-write-5s": windowed("reservoir", write_interval_ms=5000),
-                 "labeler-one-thread": windowed("labeler", model_thread=False),
+                 "labeler-model-thread": windowed("labeler", model_thread=True),
                  "batch-loop": (batch_loop, args.messages),
                  "quix": (quix, args.quix), "naive": (naive, args.naive)}
         chosen = args.peers.split(",")

@@ -16,7 +16,7 @@ through :meth:`Labeler.process`:
    and the labeler waits for the oldest. In ``exactly-once`` mode steps 4-5 are one
    producer transaction carrying the offsets instead.
 
-With ``model_thread`` (the default; at-least-once mode) step 3 runs on a thread of its
+With ``model_thread`` (at-least-once mode only) step 3 runs on a thread of its
 own: while it labels one batch, the labeler's thread produces the batch before and
 consumes and decodes the one after (without waiting for more messages while a batch is
 being labelled), since torch releases the GIL while it multiplies. Batches are still

@@ -97,7 +97,8 @@ def test_round_trip_labels_equal_predict(service, model_thread):
 
 def test_exactly_once_mode_commits_labels_and_offsets_together(service):
     config, _ = service
-    config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, delivery="exactly-once"))
+    config = dataclasses.replace(config, labeler=dataclasses.replace(config.labeler, delivery="exactly-once",
+                                                                     model_thread=True))  # not in this mode
     X, _ = wordnet_slice(classes=6, per_class=20, seed=8)
     produce(config.kafka["bootstrap.servers"], config.topics.embeddings,
             [float32_record(f"id-{i}", x) for i, x in enumerate(X)])
