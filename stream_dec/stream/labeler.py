@@ -30,10 +30,11 @@ the first model from the stream itself and no input goes unlabelled.
 
 A rebalance (whose callbacks run inside ``consume``) first finishes the batch being
 labelled, then waits for every batch in flight and commits it, so the revoked
-partitions' work is committed before they move; stopping does the same. A crash before a batch is committed repeats its labels (at most
-``max_in_flight`` batches) on restart but never skips an input; consumers dedupe by the
-``(topic, partition, offset)`` every label carries. Each input is offered to the
-reservoir once: not again when a cold start seeks back, nor for a retried transaction.
+partitions' work is committed before they move; stopping does the same. A crash
+before a batch is committed repeats its labels (at most ``max_in_flight`` batches) on
+restart but never skips an input; consumers dedupe by the ``(topic, partition,
+offset)`` every label carries. Each input is offered to the reservoir once: not again
+when a cold start seeks back, nor for a retried transaction.
 
 A label or dead letter too large for the broker becomes a smaller dead letter
 (:func:`smaller_record`); a permanent produce error
@@ -62,7 +63,8 @@ from confluent_kafka import (TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, Kafk
                              TopicPartition)
 
 from stream_dec.config import Config, LabelerConfig, TopicsConfig
-from stream_dec.io.wire import DecodedBatch, InputLimits, InputMessage, Rejection, columns, decode_batch, encode_labels
+from stream_dec.io.wire import (DecodedBatch, InputLimits, InputMessage, Rejection, columns, decode_batch,
+                                encode_labels)
 from stream_dec.model.predictor import Predictor
 from stream_dec.stream.kafka import Backoff, Delivery, DeliveryFailed, Record, Ticket, classify
 from stream_dec.stream.observability import LabelerMetrics, StatsLine
