@@ -469,7 +469,6 @@ class Labeler:
 
     def _finish(self, labelling: Labelling) -> None:
         """Produce a batch's labels and dead letters once its model step is done; commit it once delivered."""
-        self.labelling = None  # finished, whatever happens: a rebalance inside produce must not finish it again
         started, age, inputs, batch, version, result = labelling
         clusters, confidence = result.result()
         labels = self._labels(inputs, batch.rows, batch.ids, clusters, confidence, version)
