@@ -30,7 +30,8 @@ import time
 import numpy as np
 import torch
 
-from labeler_throughput import default_model, load
+from labeler_throughput import default_model
+from peers import embeddings
 from stream_dec.model.predictor import Predictor
 
 
@@ -62,8 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each timing")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    words, _ = load("wordnet", None)
-    X = np.ascontiguousarray(np.concatenate([words, np.roll(words, 1, axis=0)], axis=1)[:2048], dtype=np.float32)
+    X = np.ascontiguousarray(embeddings(768)[:2048], dtype=np.float32)
     predictor = Predictor(default_model(768), "cpu", "float32")
     predictor.predict(X)
     wall, cpu = model_step(predictor, X, args.seconds)
