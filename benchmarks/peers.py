@@ -23,7 +23,13 @@ group and its own labels topic:
 - ``quix``: a Quix Streams application as its docs write one (a StreamingDataFrame
   whose ``apply`` calls ``Predictor.predict`` on each message, ``to_topic``), on
   ``--quix`` messages (``pip install -e '.[bench]'``);
-- ``naive``: poll one, label one, produce one, flush, commit (on ``--naive`` messages).
+- ``naive``: poll one, label one, produce one, flush, commit (on ``--naive`` messages);
+- ``kafka-floor``: not a labeler but the least CPU any labeler on these clients spends: the
+  labeler's consumer and producer settings, ``consume(max_batch)``, one ``produce`` per
+  message of a label whose bytes were built before the clock started (the cluster from
+  the check's table), an asynchronous commit per batch, no decoding, no model, no wait
+  for acknowledgements until the end. What a label costs above it plus the model step
+  (``--stages``) is stream-dec's own work.
 
 Each peer is timed from its first label to its last committed offset: labels/s and the
 process's CPU seconds per label (Python plus librdkafka threads). Every run is checked:
@@ -117,6 +123,34 @@ def batch_loop(config, version, n: int, marks: list) -> None:
         producer.flush()
         consumer.commit(asynchronous=False)
         done += len(messages)
+    marks.append(mark())
+    consumer.close()
+
+
+def kafka_floor(config, version, n: int, marks: list, clusters: dict[tuple[int, int], int]) -> None:
+    """The Kafka clients' part of a label alone (see the module docstring); ``clusters``
+    maps (partition, offset) to the label's cluster."""
+    consumer, producer = Consumer(consumer_settings(config)), Producer(producer_settings(config))
+    consumer.subscribe([config.topics.embeddings])
+    topic = config.topics.embeddings
+    labels = {key: orjson.dumps({"id": f"{key[0]}-{key[1]}", "cluster": cluster, "confidence": 0.5, "version": 1,
+                                 "source": {"topic": topic, "partition": key[0], "offset": key[1]}})
+              for key, cluster in clusters.items()}
+    produce, done, last = producer.produce, 0, {}
+    while done < n:
+        messages = [m for m in consumer.consume(config.labeler.max_batch, config.labeler.max_wait_ms / 1000)
+                    if not m.error()]
+        if not messages:
+            continue
+        marks.append(mark()) if not marks else None
+        for m in messages:
+            key = last[m.partition()] = m.partition(), m.offset()
+            produce(config.topics.labels, labels[key], m.key())
+        producer.poll(0)
+        consumer.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.values()], asynchronous=True)
+        done += len(messages)
+    producer.flush()
+    consumer.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.values()], asynchronous=False)
     marks.append(mark())
     consumer.close()
 
@@ -407,7 +441,9 @@ def main() -> None:
                  "labeler-write-5s": windowed("reservoir", write_interval_ms=5000),
                  "labeler-model-thread": windowed("labeler", model_thread=True),
                  "batch-loop": (batch_loop, args.messages),
-                 "quix": (quix, args.quix), "naive": (naive, args.naive)}
+                 "quix": (quix, args.quix), "naive": (naive, args.naive),
+                 "kafka-floor": (functools.partial(kafka_floor, clusters={key: min(c) for key, c in expected.items()}),
+                                 args.messages)}
         chosen = args.peers.split(",")
         order = ([] if "labeler" in chosen else ["labeler"]) + chosen  # each round runs them in this order
         peers = {name: peers[name] for name in order}
