@@ -17,15 +17,23 @@ def spread(dims: tuple[int, ...], X: np.ndarray, clusters: int, latent_radius: f
     return ModelVersion.from_model(model, version=1)
 
 
-@pytest.mark.parametrize("case", ["text, cosine, linear", "text, euclidean, linear", "images, euclidean, deep"])
-def test_bfloat16_precision_keeps_float32_labels_and_confidence_to_1e3(case, request):
+CASES = ["text, cosine, linear", "text, euclidean, linear", "images, euclidean, deep"]
+
+
+def real_case(case: str, request) -> tuple[np.ndarray, ModelVersion]:
+    """Real rows and a model spread over them: wordnet with a linear encoder, or MNIST with a deep one."""
     if case.startswith("text"):
         X, _ = wordnet_slice(classes=24, per_class=50)
         dims = (384, 384)
     else:
         X, _ = request.getfixturevalue("mnist_small")
         dims = (784, 64, 10)
-    version = spread(dims, X, clusters=24, latent_radius=7.0 if "cosine" in case else 0.0)
+    return X, spread(dims, X, clusters=24, latent_radius=7.0 if "cosine" in case else 0.0)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bfloat16_precision_keeps_float32_labels_and_confidence_to_1e3(case, request):
+    X, version = real_case(case, request)
     exact, fast = Predictor(version, "cpu", "float32"), Predictor(version, "cpu", "bfloat16")
     assert (exact.precision, fast.precision) == ("float32", "bfloat16")
     labels, confidence = exact.predict(X)
@@ -44,3 +52,16 @@ def test_auto_precision_folds_only_where_the_cpu_multiplies_in_bfloat16(monkeypa
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
         assert Predictor(version, "cpu", "auto").precision == expected
     assert Predictor(version, "cpu", "float32").precision == "float32"
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_float32_head_gives_the_models_labels_and_confidence(case, request):
+    X, version = real_case(case, request)
+    predictor = Predictor(version, "cpu", "float32")
+    confidence, labels = version.to_model().soft_assign(X).max(dim=1)  # the network as DEC defines it
+    head_labels, head_confidence = predictor.predict(X)
+    assert len(np.unique(head_labels)) >= 12  # labels vary: equality below means something
+    np.testing.assert_array_equal(head_labels, labels.numpy())
+    assert head_confidence.dtype == np.float32
+    np.testing.assert_allclose(head_confidence, confidence.numpy(), rtol=0, atol=1e-5)
+    assert confidence.min() < 0.5  # not all near 1: the confidence check means something
