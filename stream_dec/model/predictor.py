@@ -182,15 +182,13 @@ class Predictor:
         if self._head is not None:
             clusters, confidence = self._head(torch.from_numpy(X))
         else:
-            confidence, clusters = self.model(self._to_device(X)).max(dim=1)
+            confidence, clusters = self.model(self._to_cuda(X)).max(dim=1)  # on CUDA; the CPU has a head
         return clusters.cpu().numpy().astype(np.int64, copy=False), confidence.float().cpu().numpy()
 
-    def _to_device(self, X: np.ndarray) -> torch.Tensor:
-        host = torch.from_numpy(X)
-        if self.device.type != "cuda":
-            return host
+    def _to_cuda(self, X: np.ndarray) -> torch.Tensor:
+        """``X`` on the GPU, staged through a pinned host buffer kept between calls."""
         if self._pinned is None or self._pinned.shape[0] < len(X):
             self._pinned = torch.empty((max(len(X), 1024), self.dim), dtype=torch.float32).pin_memory()
         staged = self._pinned[: len(X)]
-        staged.copy_(host)
+        staged.copy_(torch.from_numpy(X))
         return staged.to(self.device, non_blocking=True)
